@@ -1,0 +1,43 @@
+"""`off_dump`: the raw OFF products dump, brought into the data dir and identified by sha256."""
+
+
+import dagster as dg
+
+from nova_assets.defs.resources import DumpSource
+from nova_assets.lib.dump import Dump
+from nova_assets.lib.paths import data_paths
+
+
+def latest_dump() -> Dump:
+    """The dump `off_dump` last brought in whole; downstream assets ingest this one."""
+    pointer = data_paths().latest_dump
+    if not pointer.exists():
+        raise FileNotFoundError(f"no dump yet ({pointer} missing): materialize off_dump first")
+    return Dump.from_json(pointer.read_text())
+
+
+@dg.asset(
+    group_name="ingest",
+    kinds={"file"},
+    description="The raw Open Food Facts products dump (TSV, plain or gzip) from NOVA_DUMP_URL, "
+    "stored under data/raw/ by sha256. Its data version is that sha256.",
+)
+def off_dump(context: dg.AssetExecutionContext, dump_source: DumpSource) -> dg.MaterializeResult:
+    dump = dump_source.fetch()
+    pointer = data_paths().latest_dump
+    tmp = pointer.with_name(pointer.name + ".tmp")
+    tmp.write_text(dump.to_json())
+    tmp.replace(pointer)
+    context.log.info(
+        f"dump {dump.sha256[:12]} ({dump.bytes:,} bytes) from {dump.source} at {dump.path}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "source": dump.source,
+            "path": dg.MetadataValue.path(dump.path),
+            "bytes": dump.bytes,
+            "sha256": dump.sha256,
+            "gzipped": dump.gzipped,
+        },
+        data_version=dg.DataVersion(dump.sha256),
+    )

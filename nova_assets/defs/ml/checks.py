@@ -1,0 +1,55 @@
+"""Checks beside the model assets: the model must beat the baseline, the champion must be the best."""
+
+
+import dagster as dg
+
+from nova_assets.defs.ml.assets import champion_model, evaluation_report
+from nova_assets.defs.resources import MlflowStore
+from nova_assets.lib import evaluation as ev
+from nova_assets.lib.paths import data_paths
+from nova_assets.lib.registry import champion_version
+
+
+@dg.asset_check(
+    asset=evaluation_report,
+    blocking=True,
+    description="The model beats always answering the majority class, in accuracy and macro-F1; "
+    "a model that does not can never become champion.",
+)
+def model_beats_majority() -> dg.AssetCheckResult:
+    report = ev.read_report(data_paths().reports)
+    return dg.AssetCheckResult(
+        passed=ev.beats_majority(report),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "model_accuracy": report["model"]["accuracy"],
+            "majority_accuracy": report["majority"]["accuracy"],
+            "model_macro_f1": report["model"]["macro_f1"],
+            "majority_macro_f1": report["majority"]["macro_f1"],
+        },
+    )
+
+
+@dg.asset_check(
+    asset=champion_model,
+    blocking=True,
+    description="The champion alias exists and points at the best of the evaluated model and the "
+    "previous champion on the test split, so predictions use the best model.",
+)
+def champion_is_best(mlflow_store: MlflowStore) -> dg.AssetCheckResult:
+    report = ev.read_report(data_paths().reports)
+    champion = champion_version(mlflow_store.client())
+    scores = {report["model"]["version"]: report["model"]["macro_f1"]}
+    if report.get("champion"):
+        scores[report["champion"]["version"]] = report["champion"]["macro_f1"]
+    best = max(scores.values())
+    current = scores.get(champion.version) if champion else None
+    return dg.AssetCheckResult(
+        passed=current is not None and current >= best,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "champion_version": champion.version if champion else "none",
+            "champion_macro_f1": current if current is not None else -1.0,
+            "best_macro_f1": best,
+        },
+    )

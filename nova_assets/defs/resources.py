@@ -1,0 +1,116 @@
+"""The platform's resources: the DuckDB warehouse, the dump source and MLflow tracking."""
+
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import mlflow
+from dagster_mlflow import mlflow_tracking
+from mlflow import MlflowClient
+
+from nova_assets.lib import warehouse as wh
+from nova_assets.lib.dump import Dump, fetch_dump
+from nova_assets.lib.paths import data_paths, dump_source
+from nova_assets.lib.registry import EXPERIMENT, client_for, ensure_experiment
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The DuckDB warehouse file. Connections close however a step ends, open read-only where
+    a step only reads, and fail at once with a clear message if another process holds the file.
+    """
+
+    path: str
+    temp_directory: str
+    memory_limit: str = "4GB"
+    threads: int = 0
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with wh.connect(
+            Path(self.path),
+            read_only=read_only,
+            memory_limit=self.memory_limit,
+            temp_directory=Path(self.temp_directory),
+            threads=self.threads or None,
+        ) as con:
+            yield con
+
+
+class DumpSource(dg.ConfigurableResource):
+    """Where the dump comes from (`NOVA_DUMP_URL`: http(s) URL or local path) and goes to."""
+
+    url: str
+    raw_dir: str
+
+    def fetch(self) -> Dump:
+        return fetch_dump(self.url, Path(self.raw_dir))
+
+
+class MlflowStore(dg.ConfigurableResource):
+    """The MLflow tracking store and model registry, for steps that read or move versions."""
+
+    tracking_uri: str
+
+    def client(self) -> MlflowClient:
+        return client_for(self.tracking_uri)
+
+
+@dg.resource(
+    config_schema={
+        "experiment_name": str,
+        "mlflow_tracking_uri": str,
+        "artifact_location": str,
+    },
+    description="dagster-mlflow's mlflow_tracking, with the experiment's artifacts under the data "
+    "dir, and a run that never stays RUNNING after the Dagster run.",
+)
+def mlflow_tracking_run(init_context: dg.InitResourceContext):
+    config = init_context.resource_config
+    ensure_experiment(
+        config["mlflow_tracking_uri"], Path(config["artifact_location"]), config["experiment_name"]
+    )
+    with contextmanager(mlflow_tracking.resource_fn)(init_context) as tracking:
+        try:
+            yield tracking
+        finally:
+            if mlflow.active_run() is not None:
+                mlflow.end_run(status="FAILED")
+            run_id = tracking.mlflow_run_id
+            if run_id and tracking.tracking_client.get_run(run_id).info.status == "RUNNING":
+                tracking.tracking_client.set_terminated(run_id, status="FAILED")
+
+
+@contextmanager
+def tracked_run(tracking) -> Iterator[mlflow.ActiveRun]:
+    """Make this Dagster run's MLflow run active, and end it FINISHED, or FAILED on an error."""
+    run = mlflow.active_run() or mlflow.start_run(run_id=tracking.mlflow_run_id)
+    try:
+        yield run
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    paths = data_paths()
+    return dg.Definitions(
+        resources={
+            "warehouse": Warehouse(
+                path=str(paths.warehouse), temp_directory=str(paths.duckdb_temp)
+            ),
+            "dump_source": DumpSource(url=dump_source(), raw_dir=str(paths.raw)),
+            "mlflow_store": MlflowStore(tracking_uri=paths.mlflow_tracking_uri),
+            "mlflow": mlflow_tracking_run.configured(
+                {
+                    "experiment_name": EXPERIMENT,
+                    "mlflow_tracking_uri": paths.mlflow_tracking_uri,
+                    "artifact_location": str(paths.mlflow_artifacts),
+                }
+            ),
+        }
+    )

@@ -1,0 +1,104 @@
+"""`products` and `test_split`: the cleaned warehouse tables every model step reads."""
+
+
+import dagster as dg
+
+from nova_assets.defs.ingest.assets import latest_dump, off_dump
+from nova_assets.defs.resources import Warehouse
+from nova_assets.lib.products import ingest_products
+from nova_assets.lib.split import TEST_PERCENT, extend_test_split
+
+
+class ProductsConfig(dg.Config):
+    max_shrink: float = 0.5
+    """Refuse a dump whose product count falls by more than this share of the current table."""
+
+
+def _markdown_table(columns: list[str], rows: list[tuple]) -> str:
+    def cell(value) -> str:
+        text = "" if value is None else str(value)
+        return (text[:60] + "…" if len(text) > 60 else text).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+@dg.asset(
+    deps=[off_dump],
+    group_name="warehouse",
+    kinds={"duckdb"},
+    pool="duckdb",
+    description="Cleaned, typed OFF products, one row per code (latest last_modified_t wins); "
+    "tags as VARCHAR[], nova_group 1..4 or NULL. Replaced atomically: a bad dump leaves the "
+    "previous table as it was.",
+)
+def products(
+    context: dg.AssetExecutionContext, config: ProductsConfig, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    dump = latest_dump()
+    with warehouse.connect() as con:
+        stats = ingest_products(con, dump, max_shrink=config.max_shrink)
+        schema = con.execute("DESCRIBE products").fetchall()
+        preview = con.execute(
+            "SELECT code, product_name, nova_group, ingredients_tags[1:3] AS first_ingredients, "
+            "categories_tags[1:2] AS first_categories FROM products ORDER BY code LIMIT 5"
+        ).fetchall()
+        by_group = con.execute(
+            "SELECT coalesce(CAST(nova_group AS VARCHAR), 'unknown'), count(*) FROM products "
+            "GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+    context.log.info(
+        f"products: {stats.products:,} from {stats.lines_read:,} lines; skipped {stats.skipped_lines} "
+        f"broken lines, {stats.duplicate_rows} duplicate rows, {stats.invalid_nova_groups} invalid groups"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": stats.products,
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(name=r[0], type=r[1]) for r in schema]
+            ),
+            "lines_read": stats.lines_read,
+            "skipped_lines": stats.skipped_lines,
+            "rows_without_code": stats.rows_without_code,
+            "duplicate_rows": stats.duplicate_rows,
+            "invalid_nova_groups": stats.invalid_nova_groups,
+            "previous_row_count": stats.previous_products,
+            "nova_groups": dg.MetadataValue.md(
+                _markdown_table(["nova_group", "products"], by_group)
+            ),
+            "preview": dg.MetadataValue.md(
+                _markdown_table(
+                    ["code", "product_name", "nova_group", "ingredients", "categories"], preview
+                )
+            ),
+            "dump_sha256": dump.sha256,
+        },
+        data_version=dg.DataVersion(dump.sha256),
+    )
+
+
+@dg.asset(
+    deps=[products],
+    group_name="warehouse",
+    kinds={"duckdb"},
+    pool="duckdb",
+    description=f"The fixed split: each code is 'train' or 'test' ({TEST_PERCENT}% test) by a stable "
+    "hash of the code, recorded once and never changed.",
+)
+def test_split(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
+        counts = extend_test_split(con)
+    context.log.info(
+        f"test_split: {counts['new_codes']:,} new codes; {counts['test_codes']:,} of {counts['codes']:,} in test"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": counts["codes"],
+            "new_codes": counts["new_codes"],
+            "test_codes": counts["test_codes"],
+            "test_share": round(counts["test_codes"] / counts["codes"], 4)
+            if counts["codes"]
+            else 0.0,
+        }
+    )

@@ -1,0 +1,72 @@
+"""Where every file of the platform lives, all derived from `NOVA_DATA_DIR`.
+
+One place decides the layout so that no asset, test or script writes outside the data dir.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_DUMP = REPO_ROOT / "data" / "sample" / "off_products_sample_1000.tsv.gz"
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """The data directory's layout; every path is absolute."""
+
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def latest_dump(self) -> Path:
+        """Pointer to the dump `products` ingests: written by `off_dump` once the file is whole."""
+        return self.raw / "latest.json"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def duckdb_temp(self) -> Path:
+        return self.root / "tmp" / "duckdb"
+
+    @property
+    def features(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def mlflow(self) -> Path:
+        return self.root / "mlflow"
+
+    @property
+    def incoming(self) -> Path:
+        return Path(os.environ.get("NOVA_INCOMING_DIR") or self.root / "incoming").resolve()
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.mlflow / "artifacts"
+
+
+def data_paths() -> DataPaths:
+    """The layout for the current environment (`NOVA_DATA_DIR`, default `<repo>/data`)."""
+    root = os.environ.get("NOVA_DATA_DIR") or REPO_ROOT / "data"
+    return DataPaths(Path(root).expanduser().resolve())
+
+
+def dump_source() -> str:
+    """`NOVA_DUMP_URL`: an http(s) URL or a local path; the embedded real sample by default."""
+    return os.environ.get("NOVA_DUMP_URL") or str(SAMPLE_DUMP)

@@ -1,0 +1,67 @@
+"""Open the DuckDB warehouse the one way the platform allows: closed on exit, fast failure on a lock.
+
+DuckDB lets one process write or many read, never both; waiting on a lock only hides the
+problem, so a locked warehouse is reported at once with what to do about it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process holds the warehouse file."""
+
+
+def default_threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def connect(
+    path: Path,
+    *,
+    read_only: bool = False,
+    memory_limit: str = "4GB",
+    temp_directory: Path | None = None,
+    threads: int | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the warehouse at `path`, closed however the block ends."""
+    if read_only and not path.exists():
+        raise FileNotFoundError(
+            f"warehouse {path} does not exist yet: materialize `products` first"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config: dict[str, str | int] = {
+        "memory_limit": memory_limit,
+        "threads": threads or default_threads(),
+    }
+    if temp_directory is not None and not read_only:
+        temp_directory.mkdir(parents=True, exist_ok=True)
+        config["temp_directory"] = str(temp_directory)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only, config=config)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise WarehouseLockedError(
+                f"warehouse {path} is locked by another process ({exc}). Close other DuckDB "
+                "sessions on it (query the published copy instead) or wait for the running job."
+            ) from exc
+        raise
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchone()[0]
+    )
