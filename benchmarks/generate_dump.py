@@ -1,0 +1,548 @@
+"""Generate an Open Food Facts shaped TSV dump of any size from the real 1000-row sample.
+
+The real dump (12+ GB) cannot be downloaded here, so scale tests need a stand-in that keeps
+what matters to the pipeline: the exact header, real rows as templates, tags drawn from the
+real tag pool, `nova_group` recomputed with OFF's marker rules at realistic class shares, and
+the dump's quirks (unescaped quotes, re-emitted duplicate codes, rare lines with extra tabs).
+
+Usage: python benchmarks/generate_dump.py ROWS OUT [--seed N] [--gzip] [--template PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip as gzip_module
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from nova_assets.lib.nova_rules import compute_nova_group, marker_group  # noqa: E402
+
+T = TypeVar("T")
+
+DEFAULT_TEMPLATE = REPO_ROOT / "data" / "sample" / "off_products_sample_1000.tsv.gz"
+
+# Public figures for the real dump (shared data README): 20-27 % of rows carry a nova_group,
+# split 4/3/1/2 = 67/20/11/2 %.
+LABELLED_SHARE = 0.25
+CLASS_SHARES: dict[int, float] = {4: 0.67, 3: 0.20, 1: 0.11, 2: 0.02}
+DUPLICATE_SHARE = 0.01
+BROKEN_EVERY = 10_000
+QUOTE_SHARE = 0.003
+EIGHT_DIGIT_SHARE = 0.11
+CHUNK_ROWS = 20_000
+DRAWS_PER_ROW = 14
+GZIP_LEVEL = 1  # speed over ratio: this is test data, not a distribution artefact
+
+# Columns the generator rewrites; every other column is copied from the template row.
+VARIABLE_COLUMNS = (
+    "code",
+    "url",
+    "last_modified_t",
+    "last_modified_datetime",
+    "categories",
+    "categories_tags",
+    "categories_en",
+    "ingredients_text",
+    "ingredients_tags",
+    "additives_n",
+    "additives",
+    "additives_tags",
+    "additives_en",
+    "nova_group",
+    "main_category",
+    "main_category_en",
+)
+REQUIRED_COLUMNS = ("code", "ingredients_text", "ingredients_tags", "nova_group")
+_ADDITIVE_CODE = re.compile(r"^[a-z]{2}:e\d")
+
+
+@dataclass
+class _Template:
+    """One real row, frozen into a format string with holes for the rewritten columns."""
+
+    fmt: str
+    url_prefix: str
+    url_suffix: str
+    last_modified_t: int
+    last_modified_datetime: str
+
+
+@dataclass
+class _Pools:
+    """Real tag material, split by the NOVA group it can produce, for steered sampling."""
+
+    with_ingredients: list[_Template] = field(default_factory=list)
+    without_ingredients: list[_Template] = field(default_factory=list)
+    bases: list[list[str]] = field(default_factory=list)
+    bundles: dict[int, list[tuple[list[str], tuple[str, str, str, str]]]] = field(
+        default_factory=dict
+    )
+    categories: dict[str, list[tuple[list[str], tuple[str, ...]]]] = field(default_factory=dict)
+    extra_markers: dict[int, list[str]] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    max_modified_t: int = 0
+
+
+def _split_tags(value: str) -> list[str]:
+    return [tag for tag in value.split(",") if tag]
+
+
+def _tag_name(tag: str) -> str:
+    """Readable ingredient name for the synthesised ingredients_text."""
+    return tag.split(":", 1)[-1].replace("-", " ")
+
+
+def _read_template(path: Path) -> tuple[str, list[list[str]]]:
+    opener = gzip_module.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as handle:
+        text = handle.read()
+    lines = text.split("\n")
+    header = lines[0] + "\n"
+    width = lines[0].count("\t") + 1
+    rows = [line.split("\t") for line in lines[1:] if line]
+    return header, [row for row in rows if len(row) == width]
+
+
+def _build_pools(header: str, rows: list[list[str]]) -> _Pools:
+    """Cut the template rows into reusable pieces, classified by the group they imply."""
+    columns = header.rstrip("\n").split("\t")
+    index = {name: i for i, name in enumerate(columns)}
+    missing = [name for name in REQUIRED_COLUMNS if name not in index]
+    if missing:
+        raise ValueError(f"template lacks required columns: {missing}")
+
+    def get(row: list[str], name: str) -> str:
+        i = index.get(name)
+        return row[i] if i is not None else ""
+
+    holes = {index[name]: k for k, name in enumerate(VARIABLE_COLUMNS) if name in index}
+    pools = _Pools()
+    pools.bundles = {1: [], 3: [], 4: []}
+    pools.categories = {key: [] for key in ("any", "plain", "g2", "g3", "g3ok", "unlabelled")}
+    pools.extra_markers = {3: [], 4: []}
+
+    for row in rows:
+        parts = [
+            f"{{{holes[i]}}}" if i in holes else value.replace("{", "{{").replace("}", "}}")
+            for i, value in enumerate(row)
+        ]
+        url, code = get(row, "url"), row[index["code"]]
+        prefix, _, suffix = url.partition(code) if code and code in url else ("", "", "")
+        modified = get(row, "last_modified_t")
+        template = _Template(
+            fmt="\t".join(parts) + "\n",
+            url_prefix=prefix,
+            url_suffix=suffix,
+            last_modified_t=int(modified) if modified.isdigit() else 0,
+            last_modified_datetime=get(row, "last_modified_datetime"),
+        )
+        pools.max_modified_t = max(pools.max_modified_t, template.last_modified_t)
+
+        ingredients = _split_tags(get(row, "ingredients_tags"))
+        additives = _split_tags(get(row, "additives_tags"))
+        if ingredients and get(row, "ingredients_text"):
+            pools.with_ingredients.append(template)
+            markers = [t for t in ingredients if marker_group("ingredients", t)]
+            codes = [t for t in ingredients if _ADDITIVE_CODE.match(t)]
+            base = [t for t in ingredients if t not in markers and t not in codes]
+            if base:
+                pools.bases.append(base)
+            groups = [marker_group("ingredients", t) or 1 for t in markers]
+            groups += [marker_group("additives", t) or 1 for t in additives]
+            bundle_group = max(groups, default=1)
+            additive_values = (
+                str(len(additives)),
+                get(row, "additives"),
+                ",".join(additives),
+                get(row, "additives_en"),
+            )
+            pools.bundles[bundle_group].append((markers + codes, additive_values))
+            for tag in markers:
+                group = marker_group("ingredients", tag)
+                if group in pools.extra_markers:
+                    pools.extra_markers[group].append(tag)
+            for tag in base:
+                pools.names.setdefault(tag, _tag_name(tag))
+        else:
+            pools.without_ingredients.append(template)
+
+        cats = _split_tags(get(row, "categories_tags"))
+        values = (
+            get(row, "categories"),
+            ",".join(cats),
+            get(row, "categories_en"),
+            get(row, "main_category"),
+            get(row, "main_category_en"),
+        )
+        _classify_categories(pools, cats, values)
+
+    _fill_fallbacks(pools)
+    for tags, _ in (b for bundle in pools.bundles.values() for b in bundle):
+        for tag in tags:
+            pools.names.setdefault(tag, _tag_name(tag))
+    for tags in pools.extra_markers.values():
+        for tag in tags:
+            pools.names.setdefault(tag, _tag_name(tag))
+    return pools
+
+
+def _classify_categories(pools: _Pools, cats: list[str], values: tuple[str, ...]) -> None:
+    """File a category set under every target group it is compatible with."""
+    entry = (cats, values)
+    pools.categories["any"].append(entry)
+    groups = {marker_group("categories", t) for t in cats}
+    non_food = "en:non-food-products" in cats
+    # Without ingredients, only group-2 categories and plain waters still get a label.
+    labelled_bare = compute_nova_group([], [], cats, False) is not None
+    if 2 in groups:
+        pools.categories["g2"].append(entry)
+    elif 3 in groups:
+        pools.categories["g3"].append(entry)
+    if cats and not non_food and 2 not in groups:
+        pools.categories["g3ok"].append(entry)
+        if 3 not in groups:
+            pools.categories["plain"].append(entry)
+    if not labelled_bare:
+        pools.categories["unlabelled"].append(entry)
+
+
+def _fill_fallbacks(pools: _Pools) -> None:
+    """Give every pool at least one entry so any OFF-shaped template can drive the generator."""
+    fallback_cats = {
+        "any": ["en:snacks"],
+        "plain": ["en:plant-based-foods"],
+        "g2": ["en:honeys"],
+        "g3": ["en:sweet-snacks"],
+        "g3ok": ["en:snacks"],
+        "unlabelled": [],
+    }
+    for key, cats in fallback_cats.items():
+        if not pools.categories[key]:
+            label = ",".join(_tag_name(t).capitalize() for t in cats)
+            values = (label, ",".join(cats), label, cats[-1] if cats else "", label)
+            pools.categories[key].append((cats, values))
+    fallback_bundles = {1: [], 3: ["en:sugar"], 4: ["en:flavouring"]}
+    for group, tags in fallback_bundles.items():
+        if not pools.bundles[group]:
+            pools.bundles[group].append((tags, ("0", "", "", "")))
+    for group, tags in ((3, "en:salt"), (4, "en:emulsifier")):
+        if not pools.extra_markers[group]:
+            pools.extra_markers[group].append(tags)
+    if not pools.bases:
+        pools.bases.append(["en:water"])
+    if not pools.with_ingredients:
+        pools.with_ingredients = pools.without_ingredients
+    if not pools.without_ingredients:
+        pools.without_ingredients = pools.with_ingredients
+
+
+def _make_codes(rng: np.random.Generator, count: int) -> list[str]:
+    """Unique barcode strings: mostly EAN-13 (some with leading zeros), some EAN-8."""
+    codes: list[str] = []
+    seen: set[str] = set()
+    while len(codes) < count:
+        need = count - len(codes)
+        eight = rng.random(need) < EIGHT_DIGIT_SHARE
+        head = rng.random(need) < 0.2
+        values = np.where(
+            eight,
+            rng.integers(0, 10**8, need),
+            np.where(head, rng.integers(0, 10**10, need), rng.integers(0, 10**13, need)),
+        )
+        for is_eight, value in zip(eight.tolist(), values.tolist(), strict=True):
+            code = f"{value:08d}" if is_eight else f"{value:013d}"
+            if code not in seen:
+                seen.add(code)
+                codes.append(code)
+    return codes
+
+
+def _plan_quirks(rng: np.random.Generator, rows: int) -> tuple[dict[int, int], set[int], set[int]]:
+    """Pick duplicate positions (with their earlier source) and broken-line positions."""
+    n_dup = round(rows * DUPLICATE_SHARE) if rows >= 2 else 0
+    n_broken = round(rows / BROKEN_EVERY)
+    if rows >= 1000:
+        n_broken = max(1, n_broken)
+    positions = rng.permutation(np.arange(1, rows)) if rows > 1 else np.array([], dtype=int)
+    dup_positions = sorted(positions[:n_dup].tolist())
+    broken = set(positions[n_dup : n_dup + n_broken].tolist())
+    dup_set = set(dup_positions)
+    duplicates: dict[int, int] = {}
+    for position in dup_positions:
+        source = int(rng.integers(0, position))
+        while source in dup_set or source in broken:
+            source = int(rng.integers(0, position))
+        duplicates[position] = source
+    return duplicates, broken, dup_set
+
+
+def _ingredients_text(tags: list[str], names: dict[str, str], quoted: bool) -> str:
+    """A readable list consistent with the tags; optionally with OFF's unescaped quotes."""
+    words = [names.get(tag) or _tag_name(tag) for tag in tags if not _ADDITIVE_CODE.match(tag)]
+    if not words:
+        words = [_tag_name(tags[0])]
+    if quoted:
+        words[0] = f'"{words[0]}"'
+        words[-1] = f'{words[-1]} (12" pack)'
+    return ", ".join(words)
+
+
+def _stray_fields(text: str, extra: int) -> tuple[str, str]:
+    """Split a text over `extra` surplus fields, like the stray tabs of OFF's broken lines.
+
+    Half the surplus lands inside ingredients_text (shifting later columns, as in the real
+    dump) and at least one non-empty field ends the line: DuckDB silently accepts a too-long
+    line whose surplus fields are all empty, so this keeps every broken line detectable.
+    """
+    fragments = text.split(", ") if text else ["stray"]
+    inner = extra // 2
+    pieces = [fragments[i % len(fragments)] or "stray" for i in range(extra)]
+    shifted = text + "".join(f"\t{piece}" for piece in pieces[:inner])
+    tail = "".join(f"\t{piece}" for piece in pieces[inner:])
+    return shifted, tail
+
+
+def _choose(pool: Sequence[T], u: float) -> T:
+    """Pick from a pool with a pre-drawn uniform: cheaper than a generator call per pick."""
+    return pool[int(u * len(pool))]
+
+
+def generate_dump(
+    rows: int,
+    out: Path,
+    seed: int = 0,
+    gzip: bool = False,
+    template: Path | None = None,
+) -> dict:
+    """Write an OFF-shaped dump of `rows` data lines to `out` and return its statistics.
+
+    Labels are steered (a target group is drawn per row and tags are picked to produce it)
+    but always written as `compute_nova_group` of the written tags, so the file is exactly
+    as consistent as OFF's own rules. A duplicate is a later, re-tagged version of an earlier
+    product (same code, larger `last_modified_t`), as when OFF re-exports an edited product.
+
+    Returns rows, labelled (count and share of well-formed rows), class_counts/class_shares,
+    duplicates, broken_lines, quoted_rows, steer_misses (rows whose label missed its target;
+    0 unless the template lacks material), bytes (on disk), raw_bytes and seconds.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    header, template_rows = _read_template(Path(template or DEFAULT_TEMPLATE))
+    pools = _build_pools(header, template_rows)
+    rng = np.random.default_rng(seed)
+    codes = _make_codes(rng, rows)
+    duplicates, broken, dup_set = _plan_quirks(rng, rows)
+    sources = set(duplicates.values())
+    source_modified: dict[int, int] = {}
+
+    class_counts = {1: 0, 2: 0, 3: 0, 4: 0}
+    steer_misses = 0
+    quoted_rows = 0
+    raw_bytes = 0
+    thresholds = _target_thresholds()
+    cats = pools.categories
+    bundles = pools.bundles
+    names = pools.names
+    empty_additives = ("", "", "", "")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    raw = open(out, "wb")  # noqa: SIM115 - closed in finally, wrapped by gzip when asked
+    sink = (
+        gzip_module.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0)
+        if gzip
+        else raw
+    )
+    try:
+        head = header.encode("utf-8")
+        sink.write(head)
+        raw_bytes += len(head)
+        for chunk_start in range(0, rows, CHUNK_ROWS):
+            chunk_end = min(rows, chunk_start + CHUNK_ROWS)
+            draws = rng.random((chunk_end - chunk_start, DRAWS_PER_ROW)).tolist()
+            buffer: list[str] = []
+            for offset, u in enumerate(draws):
+                position = chunk_start + offset
+                target = _target(u[0], thresholds)
+                bundle: tuple[list[str], tuple[str, str, str, str]] | None = None
+                if target == 4:
+                    cat_tags, cat_values = _choose(cats["any"], u[2])
+                    bundle = _choose(bundles[4], u[3])
+                elif target == 3 and u[1] < 0.75:
+                    cat_tags, cat_values = _choose(cats["g3ok"], u[2])
+                    bundle = _choose(bundles[3], u[3])
+                elif target == 3:
+                    cat_tags, cat_values = _choose(cats["g3"], u[2])
+                    bundle = _choose(bundles[1], u[3])
+                elif target == 2:
+                    cat_tags, cat_values = _choose(cats["g2"], u[2])
+                    if u[1] < 0.75:
+                        bundle = _pick_bundle(bundles, (1, 3), u[3])
+                elif target == 1:
+                    cat_tags, cat_values = _choose(cats["plain"], u[2])
+                    bundle = _choose(bundles[1], u[3])
+                elif u[1] < 0.85:
+                    cat_tags, cat_values = _choose(cats["unlabelled"], u[2])
+                else:
+                    cat_tags, cat_values = [], ("", "", "", "", "")
+                    bundle = _pick_bundle(bundles, (1, 3), u[3])
+
+                if bundle is not None:
+                    tags = _choose(pools.bases, u[4]) + bundle[0]
+                    if u[5] < 0.25:
+                        extra = _choose(pools.bases, u[6])
+                        tags = tags + extra[: 1 + int(u[7] * len(extra))]
+                    if target in (2, 3, 4) and u[8] < 0.3:
+                        extra_group = 4 if target == 4 and u[8] < 0.15 else 3
+                        tags = tags + [_choose(pools.extra_markers[extra_group], u[9])]
+                    tags = list(dict.fromkeys(tags))
+                    additive_values = bundle[1]
+                    additive_tags = _split_tags(additive_values[2])
+                    quoted = u[10] < QUOTE_SHARE
+                    quoted_rows += quoted
+                    text = _ingredients_text(tags, names, quoted)
+                    tag_field = ",".join(tags)
+                    template = _choose(pools.with_ingredients, u[11])
+                else:
+                    tags, additive_tags, text, tag_field = [], [], "", ""
+                    additive_values = empty_additives
+                    template = _choose(pools.without_ingredients, u[11])
+
+                label = compute_nova_group(tags, additive_tags, cat_tags, bool(text))
+                if target and label != target:
+                    steer_misses += 1
+
+                code = codes[position]
+                modified = template.last_modified_t
+                modified_dt = template.last_modified_datetime
+                if position in dup_set:
+                    source = duplicates[position]
+                    code = codes[source]
+                    previous = source_modified[source]
+                    room = max(3600, pools.max_modified_t - previous)
+                    modified = previous + 1 + int(u[12] * room)
+                    source_modified[source] = modified
+                    modified_dt = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(modified))
+                elif position in sources:
+                    source_modified[position] = modified
+                tail = ""
+                if position in broken:
+                    text, tail = _stray_fields(text, 1 + int(u[13] * 34))
+                elif label is not None:
+                    class_counts[label] += 1
+
+                line = template.fmt.format(
+                    code,
+                    f"{template.url_prefix}{code}{template.url_suffix}"
+                    if template.url_prefix
+                    else "",
+                    modified,
+                    modified_dt,
+                    cat_values[0],
+                    cat_values[1],
+                    cat_values[2],
+                    text,
+                    tag_field,
+                    *additive_values,
+                    "" if label is None else label,
+                    cat_values[3],
+                    cat_values[4],
+                )
+                buffer.append(f"{line[:-1]}{tail}\n" if tail else line)
+            data = "".join(buffer).encode("utf-8")
+            raw_bytes += len(data)
+            sink.write(data)
+    finally:
+        if sink is not raw:
+            sink.close()
+        raw.close()
+
+    good_rows = rows - len(broken)
+    labelled = sum(class_counts.values())
+    return {
+        "rows": rows,
+        "labelled": labelled,
+        "labelled_share": labelled / good_rows if good_rows else 0.0,
+        "class_counts": class_counts,
+        "class_shares": {g: (n / labelled if labelled else 0.0) for g, n in class_counts.items()},
+        "duplicates": len(duplicates),
+        "broken_lines": len(broken),
+        "quoted_rows": quoted_rows,
+        "steer_misses": steer_misses,
+        "bytes": os.path.getsize(out),
+        "raw_bytes": raw_bytes,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _target_thresholds() -> list[tuple[float, int]]:
+    """Cumulative probabilities for the per-row target group (0 = no nova_group)."""
+    thresholds: list[tuple[float, int]] = []
+    cumulative = 0.0
+    for group, share in CLASS_SHARES.items():
+        cumulative += LABELLED_SHARE * share
+        thresholds.append((cumulative, group))
+    return thresholds
+
+
+def _target(u: float, thresholds: list[tuple[float, int]]) -> int:
+    for limit, group in thresholds:
+        if u < limit:
+            return group
+    return 0
+
+
+def _pick_bundle(
+    bundles: dict[int, list[tuple[list[str], tuple[str, str, str, str]]]],
+    groups: tuple[int, ...],
+    u: float,
+) -> tuple[list[str], tuple[str, str, str, str]]:
+    """Pick uniformly across several bundle pools without concatenating them per row."""
+    sizes = [len(bundles[g]) for g in groups]
+    k = int(u * sum(sizes))
+    for group, size in zip(groups, sizes, strict=True):
+        if k < size:
+            return bundles[group][k]
+        k -= size
+    return bundles[groups[-1]][-1]
+
+
+def format_summary(stats: dict) -> str:
+    """The one-line report printed by the CLI."""
+    shares = " ".join(f"{g}:{stats['class_shares'][g]:.1%}" for g in (4, 3, 1, 2))
+    return (
+        f"rows={stats['rows']} labelled={stats['labelled_share']:.1%} classes[{shares}] "
+        f"duplicates={stats['duplicates']} broken={stats['broken_lines']} "
+        f"bytes={stats['bytes']} seconds={stats['seconds']:.1f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; prints the summary to stderr so stdout stays free for piping."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rows", type=int, help="number of data lines to write")
+    parser.add_argument("out", type=Path, help="output path")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gzip", action="store_true", help="write gzip-compressed output")
+    parser.add_argument("--template", type=Path, default=None, help="real OFF TSV (.gz ok)")
+    args = parser.parse_args(argv)
+    if args.rows < 0:
+        parser.error("ROWS must be >= 0")
+    stats = generate_dump(args.rows, args.out, args.seed, args.gzip, args.template)
+    print(format_summary(stats), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The synthetic OFF dump generator: shape, label consistency, quirks and determinism."""
+
+import gzip
+import importlib.util
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from types import ModuleType
+
+import duckdb
+import pytest
+
+from nova_assets.lib.nova_rules import compute_nova_group
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "benchmarks" / "generate_dump.py"
+TEMPLATE = REPO_ROOT / "data" / "sample" / "off_products_sample_1000.tsv.gz"
+ROWS = 3000
+
+
+def _load_generator() -> ModuleType:
+    """benchmarks/ is a scripts folder, not a package: load the file the CLI runs."""
+    spec = importlib.util.spec_from_file_location("generate_dump", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def generator() -> ModuleType:
+    return _load_generator()
+
+
+@pytest.fixture(scope="module")
+def dump(generator: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("dump") / "products.tsv"
+    stats = generator.generate_dump(ROWS, path, seed=7)
+    return path, stats
+
+
+def _read(path: Path) -> tuple[list[str], list[tuple], int]:
+    """Read as the pipeline does: no quoting, all text, bad lines skipped and recorded."""
+    con = duckdb.connect()
+    try:
+        rel = con.sql(
+            f"""
+            select * from read_csv('{path}', delim='\t', quote='', escape='', header=true,
+                                   all_varchar=true, ignore_errors=true, store_rejects=true)
+            """
+        )
+        columns, rows = rel.columns, rel.fetchall()
+        rejected = con.sql("select count(distinct line) from reject_errors").fetchall()[0][0]
+    finally:
+        con.close()
+    return columns, rows, rejected
+
+
+def _tags(value: str | None) -> list[str]:
+    return [tag for tag in (value or "").split(",") if tag]
+
+
+def test_header_is_byte_identical(dump: tuple[Path, dict]) -> None:
+    path, _ = dump
+    template_header = gzip.decompress(TEMPLATE.read_bytes()).split(b"\n", 1)[0]
+    with path.open("rb") as handle:
+        assert handle.readline() == template_header + b"\n"
+
+
+def test_rows_labels_and_quirks(dump: tuple[Path, dict]) -> None:
+    path, stats = dump
+    columns, rows, rejected = _read(path)
+    assert len(columns) == 210
+    col = {name: i for i, name in enumerate(columns)}
+
+    assert stats["rows"] == ROWS
+    assert stats["broken_lines"] >= 1
+    assert rejected == stats["broken_lines"]
+    assert len(rows) == ROWS - stats["broken_lines"]
+
+    labels: dict[int, int] = defaultdict(int)
+    versions: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        ingredients = _tags(row[col["ingredients_tags"]])
+        text = row[col["ingredients_text"]]
+        assert bool(ingredients) == bool(text)
+        expected = compute_nova_group(
+            ingredients,
+            _tags(row[col["additives_tags"]]),
+            _tags(row[col["categories_tags"]]),
+            bool(text),
+        )
+        written = row[col["nova_group"]]
+        assert written == (None if expected is None else str(expected))
+        if expected is not None:
+            labels[expected] += 1
+        code = row[col["code"]]
+        assert len(code) in (8, 13) and code.isdigit()
+        assert row[col["url"]] is None or f"/product/{code}" in row[col["url"]]
+        for field in ("ingredients_tags", "additives_tags", "categories_tags"):
+            assert " " not in (row[col[field]] or "")
+        versions[code].append(int(row[col["last_modified_t"]]))
+
+    labelled = sum(labels.values())
+    assert 0.20 <= labelled / len(rows) <= 0.30
+    shares = {group: labels[group] / labelled for group in (1, 2, 3, 4)}
+    assert 0.60 <= shares[4] <= 0.74
+    assert 0.14 <= shares[3] <= 0.26
+    assert 0.07 <= shares[1] <= 0.15
+    assert 0.005 <= shares[2] <= 0.05
+    assert stats["steer_misses"] == 0
+
+    repeated = {code: times for code, times in versions.items() if len(times) > 1}
+    assert len(repeated) == stats["duplicates"] > 0
+    assert 0.005 <= stats["duplicates"] / ROWS <= 0.02
+    for times in repeated.values():
+        assert all(later > earlier for earlier, later in zip(times, times[1:], strict=False))
+
+    assert any(leading for leading in versions if leading.startswith("0"))
+    raw = path.read_text(encoding="utf-8")
+    assert any('"' in line for line in raw.split("\n")[1:])
+
+
+def test_gzip_variant_is_the_same_dump(
+    generator: ModuleType, dump: tuple[Path, dict], tmp_path: Path
+) -> None:
+    path, stats = dump
+    gz_path = tmp_path / "products.tsv.gz"
+    gz_stats = generator.generate_dump(ROWS, gz_path, seed=7, gzip=True)
+    assert gzip.decompress(gz_path.read_bytes()) == path.read_bytes()
+    assert gz_stats["class_counts"] == stats["class_counts"]
+    _, rows, rejected = _read(gz_path)
+    assert len(rows) == ROWS - stats["broken_lines"]
+    assert rejected == stats["broken_lines"]
+
+
+def test_same_seed_same_bytes_other_seed_differs(
+    generator: ModuleType, dump: tuple[Path, dict], tmp_path: Path
+) -> None:
+    path, _ = dump
+    again = tmp_path / "again.tsv"
+    other = tmp_path / "other.tsv"
+    generator.generate_dump(ROWS, again, seed=7, template=TEMPLATE)
+    generator.generate_dump(ROWS, other, seed=8)
+    assert again.read_bytes() == path.read_bytes()
+    assert other.read_bytes() != path.read_bytes()
+
+
+def test_cli_writes_gzip_and_prints_summary(tmp_path: Path) -> None:
+    out = tmp_path / "cli.tsv.gz"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "1200", str(out), "--seed", "3", "--gzip"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = gzip.decompress(out.read_bytes()).decode("utf-8").rstrip("\n").split("\n")
+    assert len(lines) == 1201
+    assert "rows=1200" in result.stderr and "broken=1" in result.stderr
