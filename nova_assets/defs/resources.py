@@ -1,6 +1,5 @@
 """The platform's resources: the DuckDB warehouse, the dump source and MLflow tracking."""
 
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path

@@ -114,11 +114,33 @@ def predict_matrix(pipeline: Pipeline, X: sparse.csr_matrix) -> tuple[np.ndarray
 
 
 def example_input() -> pd.DataFrame:
-    """A small raw-tags input, for MLflow's signature and input example."""
+    """Two real-looking products as raw tags (parents included, as OFF writes them).
+
+    Used as MLflow's signature and input example; every cell is non-empty so the signature
+    types each column as an array of strings.
+    """
     return pd.DataFrame(
         {
-            "ingredients_tags": [["en:sugar", "en:cocoa-butter"], ["en:water", "en:lemon-juice"]],
-            "additives_tags": [["en:e322"], ["en:e330"]],
-            "categories_tags": [["en:chocolates"], ["en:beverages"]],
+            "ingredients_tags": [
+                [
+                    "en:sugar",
+                    "en:added-sugar",
+                    "en:palm-oil",
+                    "en:vegetable-oil-and-fat",
+                    "en:hazelnut",
+                    "en:cocoa",
+                    "en:emulsifier",
+                    "en:lecithins",
+                    "en:soya-lecithin",
+                    "en:e322",
+                    "en:flavouring",
+                ],
+                ["en:water", "en:mineral-water"],
+            ],
+            "additives_tags": [["en:e322", "en:e322i"], ["en:e290"]],
+            "categories_tags": [
+                ["en:breakfasts", "en:spreads", "en:sweet-spreads", "en:hazelnut-spreads"],
+                ["en:beverages", "en:waters", "en:mineral-waters"],
+            ],
         }
     )

@@ -103,7 +103,7 @@ def check_columns(columns: list[str]) -> None:
 
 def _tags(column: str, present: set[str]) -> str:
     if column not in present:
-        return "CAST(NULL AS VARCHAR[])"
+        return f"CAST(NULL AS VARCHAR[]) AS {column}"
     return f"list_filter(string_split(trim({column}), ','), lambda t: t <> '') AS {column}"
 
 

@@ -1,6 +1,5 @@
 """`off_dump`: the raw OFF products dump, brought into the data dir and identified by sha256."""
 
-
 import dagster as dg
 
 from nova_assets.defs.resources import DumpSource

@@ -1,6 +1,5 @@
 """The model side: features, the tracked classifier, its evaluation, the champion, predictions."""
 
-
 import json
 from pathlib import Path
 
@@ -226,7 +225,7 @@ def evaluation_report(
         "dump_sha256": tags.get("dump_sha256", ""),
         "model": {
             "name": f"model v{version.version}",
-            "version": version.version,
+            "version": str(version.version),
             **evaluate(f"models:/{MODEL_NAME}/{version.version}"),
         },
         "reference": {
@@ -240,10 +239,10 @@ def evaluation_report(
         "champion": None,
     }
     champion = champion_version(client)
-    if champion is not None and champion.version != version.version:
+    if champion is not None and str(champion.version) != str(version.version):
         report["champion"] = {
             "name": f"champion v{champion.version}",
-            "version": champion.version,
+            "version": str(champion.version),
             **evaluate(f"models:/{MODEL_NAME}/{champion.version}"),
         }
     directory = data_paths().reports
@@ -267,7 +266,7 @@ def evaluation_report(
     return dg.MaterializeResult(
         metadata={
             "report": dg.MetadataValue.md(ev.report_markdown(report, png)),
-            "model_version": version.version,
+            "model_version": str(version.version),
             "accuracy": report["model"]["accuracy"],
             "macro_f1": report["model"]["macro_f1"],
             "reference_accuracy": report["reference"]["accuracy"],
@@ -292,7 +291,7 @@ def champion_model(
     client = mlflow_store.client()
     report = ev.read_report(data_paths().reports)
     newest = latest_version(client)
-    if newest is None or newest.version != report["model"]["version"]:
+    if newest is None or str(newest.version) != report["model"]["version"]:
         raise RuntimeError(
             f"the evaluation report is for v{report['model']['version']} but the newest version is "
             f"v{newest.version if newest else 'none'}: rematerialize evaluation_report"
@@ -306,8 +305,8 @@ def champion_model(
         metadata={
             "action": "promoted" if promote else "kept",
             "reason": reason,
-            "champion_version": champion.version if champion else "none",
-            "candidate_version": newest.version,
+            "champion_version": str(champion.version) if champion else "none",
+            "candidate_version": str(newest.version),
             "candidate_macro_f1": report["model"]["macro_f1"],
         }
     )
@@ -385,7 +384,7 @@ def nova_predictions(
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(groups),
-            "model_version": champion.version,
+            "model_version": str(champion.version),
             **{f"predicted_group_{g}": n for g, n in by_group},
             "mean_probability": float(probability.mean()) if len(probability) else 0.0,
             "warehouse": dg.MetadataValue.path(str(paths.warehouse)),

@@ -1,6 +1,5 @@
 """Checks beside the model assets: the model must beat the baseline, the champion must be the best."""
 
-
 import dagster as dg
 
 from nova_assets.defs.ml.assets import champion_model, evaluation_report
@@ -43,12 +42,12 @@ def champion_is_best(mlflow_store: MlflowStore) -> dg.AssetCheckResult:
     if report.get("champion"):
         scores[report["champion"]["version"]] = report["champion"]["macro_f1"]
     best = max(scores.values())
-    current = scores.get(champion.version) if champion else None
+    current = scores.get(str(champion.version)) if champion else None
     return dg.AssetCheckResult(
         passed=current is not None and current >= best,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
-            "champion_version": champion.version if champion else "none",
+            "champion_version": str(champion.version) if champion else "none",
             "champion_macro_f1": current if current is not None else -1.0,
             "best_macro_f1": best,
         },

@@ -1,6 +1,5 @@
 """`products` and `test_split`: the cleaned warehouse tables every model step reads."""
 
-
 import dagster as dg
 
 from nova_assets.defs.ingest.assets import latest_dump, off_dump

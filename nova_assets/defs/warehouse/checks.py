@@ -1,6 +1,5 @@
 """Checks beside `products` and `test_split`; the blocking ones stop what follows."""
 
-
 import dagster as dg
 
 from nova_assets.defs.resources import Warehouse
@@ -9,7 +8,10 @@ from nova_assets.lib.split import misplaced_codes
 
 
 @dg.asset_check(
-    asset=products, blocking=True, description="Every product has a code, and only one row."
+    asset=products,
+    blocking=True,
+    pool="duckdb",
+    description="Every product has a code, and only one row.",
 )
 def products_code_unique(warehouse: Warehouse) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
@@ -24,7 +26,10 @@ def products_code_unique(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(
-    asset=products, blocking=True, description="nova_group is 1, 2, 3, 4 or NULL (unknown)."
+    asset=products,
+    blocking=True,
+    pool="duckdb",
+    description="nova_group is 1, 2, 3, 4 or NULL (unknown).",
 )
 def products_nova_group_valid(warehouse: Warehouse) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
@@ -40,6 +45,7 @@ def products_nova_group_valid(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset=products,
+    pool="duckdb",
     blocking=True,
     description="products is not empty and holds at least half the products of the previous dump.",
 )
@@ -61,10 +67,11 @@ def products_row_count(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset=test_split,
+    pool="duckdb",
     blocking=True,
     description="No code changed side, and every product has one.",
 )
-def test_split_stable(warehouse: Warehouse) -> dg.AssetCheckResult:
+def split_is_stable(warehouse: Warehouse) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
         moved, sample = misplaced_codes(con)
         unplaced = con.execute(

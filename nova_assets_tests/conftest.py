@@ -1,0 +1,70 @@
+"""Shared fixtures: a temp data dir per test, real OFF sample lines, and small dumps made from them."""
+
+import gzip
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nova_assets.lib.paths import SAMPLE_DUMP
+
+
+@pytest.fixture(scope="session")
+def sample_lines() -> list[str]:
+    """The embedded real sample: header then 1000 product lines, without line ends."""
+    return gzip.decompress(SAMPLE_DUMP.read_bytes()).decode("utf-8").rstrip("\n").split("\n")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh NOVA_DATA_DIR (warehouse, raw dumps, MLflow store) for one test."""
+    root = tmp_path / "data"
+    monkeypatch.setenv("NOVA_DATA_DIR", str(root))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("NOVA_DUMP_URL", raising=False)
+    monkeypatch.delenv("NOVA_INCOMING_DIR", raising=False)
+    return root
+
+
+def write_dump(path: Path, lines: list[str], *, gz: bool = False) -> Path:
+    """Write header + product lines as an OFF TSV dump (gzip if asked)."""
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def set_field(line: str, header: str, column: str, value: str) -> str:
+    """The same TSV line with one field (found by column name) replaced."""
+    fields = line.split("\t")
+    fields[header.split("\t").index(column)] = value
+    return "\t".join(fields)
+
+
+def get_field(line: str, header: str, column: str) -> str:
+    return line.split("\t")[header.split("\t").index(column)]
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server on 127.0.0.1 serving a temp folder: (base URL, folder)."""
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()

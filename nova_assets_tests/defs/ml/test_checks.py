@@ -1,0 +1,61 @@
+"""The model checks, called directly on real reports and a real MLflow registry."""
+
+import json
+
+import mlflow
+import pytest
+from sklearn.dummy import DummyClassifier
+
+from nova_assets.defs.ml.checks import champion_is_best, model_beats_majority
+from nova_assets.defs.resources import MlflowStore
+from nova_assets.lib.paths import data_paths
+from nova_assets.lib.registry import CHAMPION, MODEL_NAME, ensure_experiment
+
+
+def write_report(model: tuple, majority: tuple = (0.7, 0.2), champion: tuple | None = None) -> None:
+    report = {
+        "test_rows": 10,
+        "model": {"version": model[0], "accuracy": model[1], "macro_f1": model[2]},
+        "majority": {"accuracy": majority[0], "macro_f1": majority[1]},
+        "champion": None
+        if champion is None
+        else {"version": champion[0], "accuracy": champion[1], "macro_f1": champion[2]},
+    }
+    directory = data_paths().reports
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "evaluation.json").write_text(json.dumps(report))
+
+
+def test_model_must_beat_majority(data_dir):
+    write_report(("1", 0.9, 0.8))
+    assert model_beats_majority().passed
+    write_report(("1", 0.65, 0.8))
+    result = model_beats_majority()
+    assert not result.passed and result.metadata["majority_accuracy"].value == 0.7
+
+
+@pytest.fixture
+def registry(data_dir):
+    uri = data_paths().mlflow_tracking_uri
+    ensure_experiment(uri, data_paths().mlflow_artifacts)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("nova")
+    for _ in range(2):
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(
+                DummyClassifier().fit([[0]], [4]), name="model", registered_model_name=MODEL_NAME
+            )
+    return MlflowStore(tracking_uri=uri)
+
+
+def test_champion_must_be_the_best_version(registry):
+    client = registry.client()
+    write_report(("2", 0.9, 0.8), champion=("1", 0.8, 0.6))
+    assert not champion_is_best(registry).passed  # no alias at all
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, "1")
+    result = champion_is_best(registry)
+    assert not result.passed and result.metadata["champion_version"].value == "1"
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, "2")
+    assert champion_is_best(registry).passed
+    write_report(("2", 0.9, 0.5), champion=("1", 0.8, 0.6))
+    assert not champion_is_best(registry).passed

@@ -1,0 +1,105 @@
+"""The definitions load cleanly, agree with the project config, and keep the intended graph."""
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from nova_assets.definitions import defs
+from nova_assets.lib.paths import REPO_ROOT
+
+SNAPSHOT = Path(__file__).parents[1] / "snapshots" / "asset_graph.json"
+
+
+def graph_snapshot(definitions: dg.Definitions) -> dict:
+    graph = definitions.resolve_asset_graph()
+    snapshot = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        snapshot[key.to_user_string()] = {
+            "group": node.group_name,
+            "deps": sorted(k.to_user_string() for k in node.parent_keys),
+            "kinds": sorted(node.kinds),
+            "pool": sorted(node.pools or []),
+            "checks": sorted(c.name for c in node.check_keys),
+            "has_description": bool(node.description),
+        }
+    return snapshot
+
+
+def test_asset_graph_matches_its_snapshot(data_dir):
+    current = graph_snapshot(defs())
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(json.dumps(current, indent=2) + "\n")
+    assert current == json.loads(SNAPSHOT.read_text()), (
+        "graph changed: rerun with UPDATE_SNAPSHOTS=1 if intended"
+    )
+
+
+def test_every_asset_is_described_grouped_and_typed(data_dir):
+    for key, node in graph_snapshot(defs()).items():
+        assert node["has_description"] and node["group"] != "default" and node["kinds"], key
+
+
+def test_warehouse_writers_share_the_duckdb_pool(data_dir):
+    snapshot = graph_snapshot(defs())
+    for key in (
+        "products",
+        "test_split",
+        "feature_matrix",
+        "evaluation_report",
+        "nova_predictions",
+    ):
+        assert snapshot[key]["pool"] == ["duckdb"], key
+
+
+def test_executor_is_in_process(data_dir):
+    job = defs().resolve_implicit_global_asset_job_def()
+    assert job.executor_def.name == "in_process"
+
+
+def test_workspace_and_dg_config_agree():
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    root_module = pyproject["tool"]["dg"]["project"]["root_module"]
+    workspace = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())
+    modules = [entry["python_module"]["module_name"] for entry in workspace["load_from"]]
+    assert modules == [f"{root_module}.definitions"]
+    assert pyproject["tool"]["dg"]["project"]["defs_module"] == f"{root_module}.defs"
+
+
+def test_resources_follow_the_data_dir(data_dir, monkeypatch):
+    monkeypatch.setenv("NOVA_DUMP_URL", "http://127.0.0.1:9/dump.csv")
+    resources = defs().resources
+    assert resources["warehouse"].path == str(data_dir / "warehouse.duckdb")
+    assert resources["dump_source"].url == "http://127.0.0.1:9/dump.csv"
+    assert (
+        resources["mlflow_store"].tracking_uri == f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
+    )
+
+
+@pytest.mark.parametrize("module", ["nova_assets.definitions"])
+def test_loading_raises_no_deprecation_warning_from_our_code(module, tmp_path):
+    script = f"""
+import json, warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from {module} import defs
+    d = defs()
+    d.resolve_implicit_global_asset_job_def()
+    d.resolve_asset_graph()
+print(json.dumps([f"{{w.filename}}:{{w.lineno}} {{w.category.__name__}} {{w.message}}" for w in caught
+    if issubclass(w.category, (DeprecationWarning, FutureWarning)) and "/nova_assets/" in w.filename]))
+"""
+    env = {**os.environ, "NOVA_DATA_DIR": str(tmp_path / "data")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -1,0 +1,215 @@
+"""The whole asset graph, materialized for real on the embedded sample and on bad dumps."""
+
+import gzip
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster import DagsterInstance
+
+from nova_assets.lib.paths import SAMPLE_DUMP, data_paths
+from nova_assets_tests.conftest import set_field, write_dump
+from nova_assets_tests.defs.graph import (
+    failure_text,
+    mlflow_runs,
+    registry_state,
+    run_graph,
+    warehouse_state,
+)
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    """One data dir and instance for the module: the sample materialized once, then bad dumps."""
+    root = tmp_path_factory.mktemp("graph")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NOVA_DATA_DIR", str(root / "data"))
+        for name in ("MLFLOW_TRACKING_URI", "NOVA_DUMP_URL", "NOVA_INCOMING_DIR"):
+            mp.delenv(name, raising=False)
+        with DagsterInstance.ephemeral() as instance:
+            result, deprecations = run_graph(instance)
+            yield {
+                "root": root,
+                "instance": instance,
+                "result": result,
+                "deprecations": deprecations,
+                "mp": mp,
+            }
+
+
+def test_every_asset_and_check_succeeds_on_the_sample(graph):
+    result = graph["result"]
+    assert result.success, failure_text(result)
+    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert materialized == {
+        "off_dump",
+        "products",
+        "test_split",
+        "feature_matrix",
+        "nova_model",
+        "evaluation_report",
+        "champion_model",
+        "nova_predictions",
+    }
+    checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks and all(checks.values()), checks
+    assert graph["deprecations"] == []
+
+
+def test_tables_hold_the_sample(graph):
+    with duckdb.connect(str(data_paths().warehouse), read_only=True) as con:
+        products, labelled = con.execute(
+            "SELECT count(*), count(nova_group) FROM products"
+        ).fetchone()
+        assert (products, labelled) == (1000, 827)
+        sides = dict(con.execute("SELECT split, count(*) FROM test_split GROUP BY ALL").fetchall())
+        assert sides["test"] + sides["train"] == 1000 and 150 < sides["test"] < 250
+        families = dict(
+            con.execute("SELECT family, count(*) FROM feature_vocabulary GROUP BY ALL").fetchall()
+        )
+        assert set(families) == {"ingredients", "additives", "categories"}
+        unlabelled = con.execute(
+            "SELECT count(*) FROM products WHERE nova_group IS NULL AND len(ingredients_tags) > 0"
+        ).fetchone()[0]
+        predictions = con.execute(
+            "SELECT count(*), min(predicted_nova_group), max(predicted_nova_group), min(probability), "
+            "max(probability), any_value(model_version) FROM nova_predictions"
+        ).fetchone()
+        assert predictions[0] == unlabelled > 0
+        assert 1 <= predictions[1] <= predictions[2] <= 4
+        assert 0 < predictions[3] <= predictions[4] <= 1
+        assert predictions[5] == 1
+        leaked = con.execute(
+            "SELECT count(*) FROM nova_predictions JOIN products USING (code) WHERE nova_group IS NOT NULL"
+        ).fetchone()[0]
+        assert leaked == 0
+        dumps = con.execute("SELECT products, dump_sha256 FROM dumps").fetchall()
+        assert len(dumps) == 1 and dumps[0][0] == 1000
+
+
+def test_mlflow_run_finished_version_registered_and_champion(graph):
+    runs = mlflow_runs()
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dagster_run_id"] == graph["result"].run_id
+    assert {"C", "features", "train_rows"} <= set(run.data.params)
+    assert {"test_accuracy", "test_macro_f1", "train_accuracy"} <= set(run.data.metrics)
+    assert registry_state() == {"versions": [1], "champion": "1"}
+    assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(data_paths().root)
+
+
+def test_report_files_and_metadata(graph):
+    report = json.loads((data_paths().reports / "evaluation.json").read_text())
+    for key in ("model", "reference", "majority"):
+        assert 0 <= report[key]["accuracy"] <= 1 and 0 <= report[key]["macro_f1"] <= 1
+    assert report["model"]["version"] == "1"
+    assert report["model"]["accuracy"] > report["majority"]["accuracy"]
+    with duckdb.connect(str(data_paths().warehouse), read_only=True) as con:
+        test_rows = con.execute(
+            "SELECT count(*) FROM products JOIN test_split USING (code) WHERE split = 'test' AND nova_group IS NOT NULL"
+        ).fetchone()[0]
+    assert report["test_rows"] == test_rows
+    assert (data_paths().reports / "evaluation.png").stat().st_size > 1000
+    event = next(
+        e
+        for e in graph["result"].get_asset_materialization_events()
+        if e.asset_key.path[-1] == "evaluation_report"
+    )
+    markdown = event.materialization.metadata["report"].value
+    assert "data:image/png;base64," in markdown and "| model v1 |" in markdown
+
+
+def test_same_dump_again_makes_a_tied_version_and_keeps_the_champion(graph):
+    before = warehouse_state()
+    result, _ = run_graph(graph["instance"])
+    assert result.success, failure_text(result)
+    assert registry_state() == {"versions": [1, 2], "champion": "1"}
+    after = warehouse_state()
+    for table in ("products", "test_split", "feature_vocabulary"):
+        assert after[table] == before[table], table
+    assert (
+        after["dumps"][0] == before["dumps"][0] == 1
+    )  # the same dump: its row is refreshed, not added
+    champion = next(
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[-1] == "champion_model"
+    )
+    assert champion.materialization.metadata["action"].value == "kept"
+    assert all(r.info.status == "FINISHED" for r in mlflow_runs())
+
+
+def bad_dumps(tmp: Path, lines: list[str]) -> dict[str, tuple[Path, str]]:
+    header = lines[0].split("\t")
+    drop = header.index("ingredients_tags")
+    missing = ["\t".join(f for i, f in enumerate(line.split("\t")) if i != drop) for line in lines]
+    full = gzip.compress(("\n".join(lines) + "\n").encode())
+    (tmp / "truncated.tsv.gz").write_bytes(full[: len(full) // 2])
+    (tmp / "empty.tsv").write_bytes(b"")
+    return {
+        "empty": (tmp / "empty.tsv", "empty"),
+        "header-only": (write_dump(tmp / "header.tsv", lines[:1]), "no product rows"),
+        "truncated-gzip": (tmp / "truncated.tsv.gz", "truncated gzip"),
+        "missing-column": (
+            write_dump(tmp / "missing.tsv", missing),
+            "lacks required column(s) ingredients_tags",
+        ),
+        "no-such-path": (tmp / "nowhere" / "dump.tsv", "nowhere/dump.tsv"),
+        "shrunk": (write_dump(tmp / "small.tsv", lines[:300]), "fall of more than 50%"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["empty", "header-only", "truncated-gzip", "missing-column", "no-such-path", "shrunk"]
+)
+def test_bad_dump_fails_clearly_and_changes_nothing(graph, sample_lines, case):
+    path, message = bad_dumps(graph["root"], sample_lines)[case]
+    before_tables, before_registry = warehouse_state(), registry_state()
+    runs_before = len(mlflow_runs())
+    graph["mp"].setenv("NOVA_DUMP_URL", str(path))
+    try:
+        result, _ = run_graph(graph["instance"])
+    finally:
+        graph["mp"].delenv("NOVA_DUMP_URL")
+    assert not result.success
+    assert message in failure_text(result)
+    assert warehouse_state() == before_tables
+    assert registry_state() == before_registry
+    runs = mlflow_runs()
+    assert len(runs) == runs_before + 1
+    assert all(r.info.status != "RUNNING" for r in runs)
+    assert runs[0].info.status == "FAILED"
+
+
+def test_messy_but_valid_dump_is_ingested_with_counts(graph, sample_lines):
+    header = sample_lines[0]
+    lines = [header + "\tnew_column"]
+    for i, line in enumerate(sample_lines[1:]):
+        if i == 5:
+            line = set_field(line, header, "nova_group", "9")
+        lines.append(line + "\tx")
+    lines.append(set_field(sample_lines[1], header, "last_modified_t", "1999999999") + "\tx")
+    lines.append(sample_lines[2] + "\tx\tone\ttoo many")
+    graph["mp"].setenv(
+        "NOVA_DUMP_URL", str(write_dump(graph["root"] / "messy.tsv.gz", lines, gz=True))
+    )
+    try:
+        result, _ = run_graph(graph["instance"], ["off_dump", "products", "test_split"])
+    finally:
+        graph["mp"].delenv("NOVA_DUMP_URL")
+    assert result.success, failure_text(result)
+    event = next(
+        e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "products"
+    )
+    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert metadata["dagster/row_count"] == 1000
+    assert metadata["skipped_lines"] == 1
+    assert metadata["duplicate_rows"] == 1
+    assert metadata["invalid_nova_groups"] == (
+        1 if set_field(sample_lines[6], header, "nova_group", "") else 0
+    )
+    with duckdb.connect(str(data_paths().warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM dumps").fetchone()[0] == 2
+    assert SAMPLE_DUMP.exists()
