@@ -120,10 +120,18 @@ class TagMatrix:
             return cls(X, f["codes"], f["labels"], [str(x) for x in f["features"]])
 
 
-def tag_matrix(con: duckdb.DuckDBPyConnection, rows_sql: str, features: Sequence[str]) -> TagMatrix:
+def tag_matrix(
+    con: duckdb.DuckDBPyConnection,
+    rows_sql: str,
+    features: Sequence[str],
+    *,
+    ordered: bool = True,
+) -> TagMatrix:
     """Multi-hot rows of `rows_sql` (code, *_tags, optional nova_group) over `features`.
 
     The work is one DuckDB join from tags to column ids; Python only sees the index arrays.
+    With `ordered`, rows come in code order, so two calls over the same rows line up; without
+    it the rows keep DuckDB's scan order, which is faster and enough for scoring.
     """
     families, tags = (
         zip(*(split_feature(f) for f in features), strict=True) if features else ((), ())
@@ -135,11 +143,12 @@ def tag_matrix(con: duckdb.DuckDBPyConnection, rows_sql: str, features: Sequence
             "tag": pa.array(tags, pa.string()),
         }
     )
+    order = "ORDER BY code" if ordered else ""
     con.register("matrix_vocab", vocab)
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE matrix_rows AS "
-            f"SELECT CAST(row_number() OVER (ORDER BY code) - 1 AS BIGINT) AS row_id, * FROM ({rows_sql})"
+            f"SELECT CAST(row_number() OVER ({order}) - 1 AS BIGINT) AS row_id, * FROM ({rows_sql})"
         )
         columns = {r[0] for r in con.execute("DESCRIBE matrix_rows").fetchall()}
         label = "nova_group" if "nova_group" in columns else "CAST(NULL AS TINYINT)"
@@ -148,10 +157,9 @@ def tag_matrix(con: duckdb.DuckDBPyConnection, rows_sql: str, features: Sequence
         ).fetchnumpy()
         pairs = con.execute(
             f"""
-            SELECT DISTINCT t.row_id, v.feature_id
+            SELECT t.row_id, v.feature_id
             FROM ({_tag_pairs_sql("matrix_rows")}) t
             JOIN matrix_vocab v USING (family, tag)
-            ORDER BY 1, 2
             """
         ).fetchnumpy()
         con.execute("DROP TABLE matrix_rows")
@@ -160,11 +168,11 @@ def tag_matrix(con: duckdb.DuckDBPyConnection, rows_sql: str, features: Sequence
     n_rows = len(head["code"])
     rows = np.asarray(pairs["row_id"], dtype=np.int64)
     cols = np.asarray(pairs["feature_id"], dtype=np.int32)
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
-    X = sparse.csr_matrix(
-        (np.ones(len(cols), dtype=np.float32), cols, indptr), shape=(n_rows, len(features))
-    )
+    # COO to CSR sorts by row in C and sums a tag listed twice; multi-hot wants it back at 1.
+    X = sparse.coo_matrix(
+        (np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(n_rows, len(features))
+    ).tocsr()
+    X.data[:] = 1.0
     codes = np.asarray(head["code"]).astype(str)
     labels = np.asarray(head["label"], dtype=np.int8)
     return TagMatrix(X, codes, labels, list(features))

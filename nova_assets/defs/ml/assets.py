@@ -6,7 +6,6 @@ from pathlib import Path
 import dagster as dg
 import mlflow
 import numpy as np
-import pyarrow as pa
 from mlflow.models import infer_signature
 
 from nova_assets.defs.ingest.assets import latest_dump
@@ -22,6 +21,7 @@ from nova_assets.lib.features import (
 )
 from nova_assets.lib.models import TRUSTED_TYPES, example_input, fit_pipeline, predict_matrix
 from nova_assets.lib.paths import data_paths
+from nova_assets.lib.predictions import write_predictions
 from nova_assets.lib.registry import (
     CHAMPION,
     MODEL_NAME,
@@ -312,23 +312,6 @@ def champion_model(
     )
 
 
-PREDICTIONS_DDL = """
-CREATE OR REPLACE TABLE nova_predictions (
-    code VARCHAR PRIMARY KEY,
-    predicted_nova_group TINYINT NOT NULL,
-    probability DOUBLE NOT NULL,
-    model_version INTEGER NOT NULL,
-    predicted_at TIMESTAMP NOT NULL DEFAULT current_timestamp
-)
-"""
-
-UNLABELLED_SQL = """
-    SELECT code, ingredients_tags, additives_tags, categories_tags
-    FROM products
-    WHERE nova_group IS NULL AND len(ingredients_tags) > 0
-"""
-
-
 @dg.asset(
     deps=[champion_model],
     group_name="ml",
@@ -346,47 +329,22 @@ def nova_predictions(
             f"{MODEL_NAME} has no '{CHAMPION}' alias: materialize champion_model first"
         )
     pipeline = load_pipeline(mlflow_store.tracking_uri, f"models:/{MODEL_NAME}@{CHAMPION}")
-    features = list(pipeline.named_steps["tags"].features)
     with warehouse.connect() as con:
-        matrix = tag_matrix(con, UNLABELLED_SQL, features)
-        groups, probability = predict_matrix(pipeline, matrix.X)
-        rows = pa.table(
-            {
-                "code": matrix.codes,
-                "predicted_nova_group": groups,
-                "probability": probability.astype(np.float64),
-                "model_version": np.full(len(groups), int(champion.version), dtype=np.int32),
-            }
-        )
-        con.register("new_predictions", rows)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(PREDICTIONS_DDL)
-            con.execute(
-                "INSERT INTO nova_predictions (code, predicted_nova_group, probability, model_version) "
-                "SELECT * FROM new_predictions"
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.unregister("new_predictions")
-        by_group = con.execute(
-            "SELECT predicted_nova_group, count(*) FROM nova_predictions GROUP BY ALL ORDER BY 1"
-        ).fetchall()
+        stats = write_predictions(con, pipeline, int(champion.version))
     paths = data_paths()
     context.log.info(
-        f"{len(groups):,} predictions by champion v{champion.version}. Results: warehouse "
+        f"{stats.rows:,} predictions by champion v{champion.version} in {stats.batches} batches "
+        f"({stats.rows_per_second:,.0f} rows/s). Results: warehouse "
         f"{paths.warehouse} (tables products, test_split, feature_vocabulary, nova_predictions, dumps); "
         f"report {paths.reports / 'evaluation.md'}; MLflow store {mlflow_store.tracking_uri}"
     )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": len(groups),
+            "dagster/row_count": stats.rows,
             "model_version": str(champion.version),
-            **{f"predicted_group_{g}": n for g, n in by_group},
-            "mean_probability": float(probability.mean()) if len(probability) else 0.0,
+            **{f"predicted_group_{g}": n for g, n in stats.by_group.items()},
+            "mean_probability": stats.mean_probability,
+            "rows_per_second": round(stats.rows_per_second),
             "warehouse": dg.MetadataValue.path(str(paths.warehouse)),
         }
     )
