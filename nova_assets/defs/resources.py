@@ -1,6 +1,6 @@
 """The platform's resources: the DuckDB warehouse, the dump source and MLflow tracking."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -11,7 +11,7 @@ from dagster_mlflow import mlflow_tracking
 from mlflow import MlflowClient
 
 from nova_assets.lib import warehouse as wh
-from nova_assets.lib.dump import Dump, fetch_dump
+from nova_assets.lib.dump import Dump, ProgressCallback, fetch_dump
 from nova_assets.lib.paths import data_paths, dump_source
 from nova_assets.lib.registry import EXPERIMENT, client_for, ensure_experiment
 
@@ -39,13 +39,38 @@ class Warehouse(dg.ConfigurableResource):
 
 
 class DumpSource(dg.ConfigurableResource):
-    """Where the dump comes from (`NOVA_DUMP_URL`: http(s) URL or local path) and goes to."""
+    """Where the dump comes from (`NOVA_DUMP_URL`: http(s) URL or local path) and goes to.
+
+    `keep`: dumps kept in raw_dir (the newest, plus the one in use). `attempts`: failed requests
+    in a row without a new byte before a download gives up, waiting `retry_delay` seconds,
+    doubling, between them. `timeout`: seconds a socket may stay silent.
+    """
 
     url: str
     raw_dir: str
+    keep: int = 3
+    attempts: int = 6
+    retry_delay: float = 2.0
+    timeout: float = 60.0
 
-    def fetch(self) -> Dump:
-        return fetch_dump(self.url, Path(self.raw_dir))
+    def fetch(
+        self,
+        previous: Dump | None = None,
+        progress: ProgressCallback | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> Dump:
+        """The dump at `url`; `previous` itself when the server says it has not changed (304)."""
+        return fetch_dump(
+            self.url,
+            Path(self.raw_dir),
+            previous=previous,
+            progress=progress,
+            log=log,
+            attempts=self.attempts,
+            retry_delay=self.retry_delay,
+            timeout=self.timeout,
+            keep=self.keep,
+        )
 
 
 class MlflowStore(dg.ConfigurableResource):

@@ -1,12 +1,20 @@
 import gzip
 import hashlib
+import io
+import os
+import random
+import re
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from nova_assets.lib.dump import Dump, DumpError, fetch_dump
+from nova_assets.lib.dump import Dump, DumpError, fetch_dump, progress_reporter
 from nova_assets.lib.paths import SAMPLE_DUMP
 from nova_assets_tests.conftest import write_dump
+from nova_assets_tests.lib.http_server import DumpServer
 
 
 def test_local_gzip_dump_is_copied_under_its_sha256(tmp_path: Path):
@@ -78,3 +86,250 @@ def test_http_404_is_an_error_and_writes_nothing(tmp_path: Path, http_root):
     with pytest.raises(Exception, match="404"):
         fetch_dump(f"{url}/missing.csv", tmp_path / "raw")
     assert list((tmp_path / "raw").iterdir()) == []
+
+
+# --- downloads over a bad network: a real server on 127.0.0.1 that misbehaves on demand ---
+
+FAST = {"retry_delay": 0.01, "timeout": 5.0}
+
+
+@pytest.fixture
+def server() -> Iterator[DumpServer]:
+    srv = DumpServer()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.fixture(scope="module")
+def body() -> bytes:
+    """3.5 MB of incompressible bytes: several 1 MB reads, so progress and cuts fall mid-body."""
+    return random.Random(7).randbytes(3 * (1 << 20) + 512 * 1024)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def files(raw: Path) -> list[str]:
+    return sorted(p.name for p in raw.iterdir()) if raw.exists() else []
+
+
+def test_http_success_is_hashed_and_keeps_the_validators(tmp_path: Path, server, body):
+    server.serve(body)
+    dump = fetch_dump(server.url, tmp_path / "raw", **FAST)
+    assert dump.sha256 == sha(body) and dump.bytes == len(body) and not dump.gzipped
+    assert Path(dump.path).read_bytes() == body
+    assert (dump.etag, dump.last_modified) == ('"v1"', "Wed, 01 Jan 2025 00:00:00 GMT")
+    assert files(tmp_path / "raw") == [f"off_products_{sha(body)[:16]}.tsv"]
+    assert len(server.plan.requests) == 1
+
+
+def test_dropped_connection_resumes_with_a_range_request(tmp_path: Path, server, body):
+    plan = server.serve(body, drop_first=2)
+    messages: list[str] = []
+    dump = fetch_dump(server.url, tmp_path / "raw", log=messages.append, **FAST)
+    assert Path(dump.path).read_bytes() == body and dump.sha256 == sha(body)
+    assert "Range" not in plan.requests[0]
+    assert plan.requests[1]["Range"] == f"bytes={len(body) // 2}-"
+    assert plan.requests[1]["If-Range"] == '"v1"'
+    assert plan.requests[2]["Range"].startswith("bytes=")
+    assert len(plan.requests) == 3
+    assert any("resuming at byte" in m for m in messages)
+    assert files(tmp_path / "raw") == [Path(dump.path).name]
+
+
+def test_timeout_mid_body_resumes(tmp_path: Path, server, body):
+    plan = server.serve(body, stall_first=1, stall_seconds=1.0)
+    dump = fetch_dump(server.url, tmp_path / "raw", retry_delay=0.01, timeout=0.2)
+    assert dump.sha256 == sha(body) and len(plan.requests) == 2
+    assert re.fullmatch(r"bytes=[1-9]\d*-", plan.requests[1]["Range"])
+
+
+def test_server_ignoring_range_restarts_from_zero(tmp_path: Path, server, body):
+    plan = server.serve(body, drop_first=1, honour_range=False)
+    dump = fetch_dump(server.url, tmp_path / "raw", **FAST)
+    assert Path(dump.path).read_bytes() == body and dump.bytes == len(body)
+    assert "Range" in plan.requests[1] and len(plan.requests) == 2
+
+
+def test_5xx_is_retried_then_succeeds(tmp_path: Path, server, body):
+    plan = server.serve(body, errors=[500, 503])
+    dump = fetch_dump(server.url, tmp_path / "raw", attempts=3, **FAST)
+    assert dump.sha256 == sha(body) and len(plan.requests) == 3
+
+
+def test_5xx_forever_gives_up_after_the_attempts_and_leaves_nothing(tmp_path: Path, server, body):
+    plan = server.serve(body, errors=[500] * 100)
+    with pytest.raises(DumpError, match=r"after 4 attempts.*HTTP 500"):
+        fetch_dump(server.url, tmp_path / "raw", attempts=4, **FAST)
+    assert len(plan.requests) == 4
+    assert files(tmp_path / "raw") == []
+
+
+def test_connection_refused_is_retried_then_an_error(tmp_path: Path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/dump.tsv"
+    with pytest.raises(DumpError, match=f"{url} after 2 attempts"):
+        fetch_dump(url, tmp_path / "raw", attempts=2, **FAST)
+    assert files(tmp_path / "raw") == []
+
+
+def test_404_is_not_retried(tmp_path: Path, server, body):
+    plan = server.serve(body, errors=[404])
+    with pytest.raises(DumpError, match=rf"{re.escape(server.url)} answered HTTP 404"):
+        fetch_dump(server.url, tmp_path / "raw", attempts=5, **FAST)
+    assert len(plan.requests) == 1
+    assert files(tmp_path / "raw") == []
+
+
+@pytest.mark.parametrize(
+    ("page", "content_type"),
+    [
+        (b"<html><body>Service unavailable</body></html>", "text/html; charset=utf-8"),
+        (b"\n  <!DOCTYPE html>\n<html><body>Login</body></html>", "application/octet-stream"),
+        (b"<HTML><BODY>error</BODY></HTML>", "text/plain"),
+    ],
+    ids=["content-type", "doctype-after-whitespace", "html-tag"],
+)
+def test_html_page_served_with_200_is_refused(
+    tmp_path: Path, server, page: bytes, content_type: str
+):
+    plan = server.serve(page, content_type=content_type)
+    with pytest.raises(DumpError, match="HTML page"):
+        fetch_dump(server.url, tmp_path / "raw", **FAST)
+    assert len(plan.requests) == 1
+    assert files(tmp_path / "raw") == []
+
+
+def test_truncated_body_is_refused_after_retries_and_leaves_nothing(tmp_path: Path, server, body):
+    plan = server.serve(body, truncate_at=len(body) // 3)
+    with pytest.raises(DumpError, match=rf"sent {len(body) // 3:,} of its {len(body):,} announced"):
+        fetch_dump(server.url, tmp_path / "raw", attempts=3, **FAST)
+    assert len(plan.requests) == 3
+    assert all(r["Range"] == f"bytes={len(body) // 3}-" for r in plan.requests[1:])
+    assert files(tmp_path / "raw") == []
+
+
+def test_304_returns_the_previous_dump_and_writes_nothing(tmp_path: Path, server, body):
+    plan = server.serve(body)
+    raw = tmp_path / "raw"
+    first = fetch_dump(server.url, raw, **FAST)
+    before = {p.name: p.stat().st_mtime_ns for p in raw.iterdir()}
+    again = fetch_dump(server.url, raw, previous=first, **FAST)
+    assert again is first
+    assert plan.requests[1]["If-None-Match"] == '"v1"'
+    assert plan.requests[1]["If-Modified-Since"] == first.last_modified
+    assert {p.name: p.stat().st_mtime_ns for p in raw.iterdir()} == before
+
+
+def test_304_on_last_modified_alone(tmp_path: Path, server, body):
+    plan = server.serve(body, etag=None)
+    first = fetch_dump(server.url, tmp_path / "raw", **FAST)
+    assert first.etag is None and first.last_modified
+    assert fetch_dump(server.url, tmp_path / "raw", previous=first, **FAST) is first
+    assert "If-None-Match" not in plan.requests[1]
+
+
+def test_no_conditional_request_for_a_dump_from_elsewhere(tmp_path: Path, server, body):
+    plan = server.serve(body)
+    first = fetch_dump(server.url, tmp_path / "raw", **FAST)
+    other = Dump(first.path, first.sha256, first.bytes, "http://elsewhere/d.tsv", False, '"v1"')
+    dump = fetch_dump(server.url, tmp_path / "raw", previous=other, **FAST)
+    assert dump == first and dump is not other
+    assert "If-None-Match" not in plan.requests[1]
+
+
+def test_progress_rises_to_the_total(tmp_path: Path, server, body):
+    server.serve(body)
+    calls: list[tuple[int, int | None]] = []
+    fetch_dump(server.url, tmp_path / "raw", progress=lambda d, t: calls.append((d, t)), **FAST)
+    done = [d for d, _ in calls]
+    assert done == sorted(set(done)) and done[0] == 0 and len(done) >= 4
+    assert {t for _, t in calls} == {len(body)}
+    assert calls[-1] == (len(body), len(body))
+
+
+def test_progress_of_unknown_size_and_local_copy_ends_at_the_size(tmp_path: Path, server, body):
+    server.serve(body, send_length=False)
+    calls: list[tuple[int, int | None]] = []
+    fetch_dump(server.url, tmp_path / "raw", progress=lambda d, t: calls.append((d, t)), **FAST)
+    assert calls[0] == (0, None) and calls[-1] == (len(body), len(body))
+    calls.clear()
+    fetch_dump(str(SAMPLE_DUMP), tmp_path / "raw", progress=lambda d, t: calls.append((d, t)))
+    size = SAMPLE_DUMP.stat().st_size
+    assert calls[0] == (0, size) and calls[-1] == (size, size)
+
+
+def test_progress_reporter_logs_every_5_percent_and_draws_a_bar():
+    lines: list[str] = []
+    bar = io.StringIO()
+    report = progress_reporter(lines.append, every_percent=5, bar=bar)
+    for done in range(0, 1001, 10):
+        report(done, 1000)
+    assert [int(line.split()[1]) for line in lines] == list(range(0, 101, 5))
+    assert bar.getvalue().endswith("\n") and "100 %" in bar.getvalue()
+    assert bar.getvalue().count("\n") == 1
+
+
+def test_keeps_the_newest_dumps_and_the_one_in_use(tmp_path: Path, server, body):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    now = time.time()
+    old = []
+    for i in range(5):
+        path = raw / f"off_products_{i:016x}.tsv.gz"
+        path.write_bytes(b"x")
+        os.utime(path, (now - 1000 * (i + 1), now - 1000 * (i + 1)))
+        old.append(path)
+    stale = raw / ".incoming-dead"
+    stale.write_bytes(b"half")
+    os.utime(stale, (now - 2 * 86400, now - 2 * 86400))
+    fresh = raw / ".incoming-running"
+    fresh.write_bytes(b"half")
+    (raw / "latest.json").write_text("{}")
+    in_use = Dump(str(old[4]), "0" * 64, 1, "/elsewhere.tsv.gz", True)
+    server.serve(body)
+    dump = fetch_dump(server.url, raw, previous=in_use, keep=3, **FAST)
+    assert files(raw) == sorted(
+        [
+            ".incoming-running",
+            "latest.json",
+            Path(dump.path).name,
+            old[0].name,
+            old[1].name,
+            old[4].name,
+        ]
+    )
+
+
+def test_gzip_is_checked_across_a_resume(tmp_path: Path, server):
+    data = SAMPLE_DUMP.read_bytes()
+    plan = server.serve(data, drop_first=1)
+    dump = fetch_dump(server.url, tmp_path / "raw", **FAST)
+    assert dump.gzipped and Path(dump.path).read_bytes() == data
+    assert "Range" in plan.requests[1]
+
+    truncated = data[: len(data) * 3 // 4]
+    plan = server.serve(truncated, drop_first=1, etag='"v2"')
+    with pytest.raises(DumpError, match="truncated gzip"):
+        fetch_dump(server.url, tmp_path / "raw", **FAST)
+    assert "Range" in plan.requests[1]
+    assert files(tmp_path / "raw") == [Path(dump.path).name]
+
+
+def test_gzip_cut_of_unknown_size_is_resumed(tmp_path: Path, server):
+    data = SAMPLE_DUMP.read_bytes()
+    plan = server.serve(data, drop_first=1, send_length=False)
+    dump = fetch_dump(server.url, tmp_path / "raw", **FAST)
+    assert dump.sha256 == sha(data) and "Range" in plan.requests[1]
+
+
+def test_dump_json_without_validators_still_reads():
+    old = '{"path": "/r/d.tsv", "sha256": "ab", "bytes": 3, "source": "/d.tsv", "gzipped": false}'
+    dump = Dump.from_json(old)
+    assert dump.etag is None and dump.last_modified is None
+    assert Dump.from_json(dump.to_json()) == dump

@@ -1,9 +1,11 @@
 """`off_dump`: the raw OFF products dump, brought into the data dir and identified by sha256."""
 
+import sys
+
 import dagster as dg
 
 from nova_assets.defs.resources import DumpSource
-from nova_assets.lib.dump import Dump
+from nova_assets.lib.dump import Dump, progress_reporter
 from nova_assets.lib.paths import data_paths
 
 
@@ -15,6 +17,14 @@ def latest_dump() -> Dump:
     return Dump.from_json(pointer.read_text())
 
 
+def previous_dump() -> Dump | None:
+    """The dump held now, if any: a fetch asks the server whether it changed, and keeps its file."""
+    try:
+        return latest_dump()
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
 @dg.asset(
     group_name="ingest",
     kinds={"file"},
@@ -22,21 +32,30 @@ def latest_dump() -> Dump:
     "stored under data/raw/ by sha256. Its data version is that sha256.",
 )
 def off_dump(context: dg.AssetExecutionContext, dump_source: DumpSource) -> dg.MaterializeResult:
-    dump = dump_source.fetch()
+    previous = previous_dump()
+    progress = progress_reporter(
+        context.log.info, every_percent=5, bar=sys.stderr if sys.stderr.isatty() else None
+    )
+    dump = dump_source.fetch(previous=previous, progress=progress, log=context.log.info)
+    unchanged = dump is previous
     pointer = data_paths().latest_dump
     tmp = pointer.with_name(pointer.name + ".tmp")
     tmp.write_text(dump.to_json())
     tmp.replace(pointer)
     context.log.info(
         f"dump {dump.sha256[:12]} ({dump.bytes:,} bytes) from {dump.source} at {dump.path}"
+        + (" unchanged (HTTP 304)" if unchanged else "")
     )
     return dg.MaterializeResult(
         metadata={
+            "status": "unchanged (HTTP 304)" if unchanged else "fetched",
             "source": dump.source,
             "path": dg.MetadataValue.path(dump.path),
             "bytes": dump.bytes,
             "sha256": dump.sha256,
             "gzipped": dump.gzipped,
+            "etag": dump.etag or "",
+            "last_modified": dump.last_modified or "",
         },
         data_version=dg.DataVersion(dump.sha256),
     )
