@@ -1,0 +1,254 @@
+"""Time and peak memory of every asset at several dump sizes, and the classic pipeline beside it.
+
+Each asset runs in a fresh process (a real Dagster materialization of that one asset, on an
+ephemeral instance, against a data dir shared across the steps), so its peak RSS is its own.
+The classic reference (pandas `read_csv` in chunks + `DictVectorizer` + `BernoulliNB`, the way
+this task is usually done) runs on the same dump in its own process. The scaling exponent is
+the slope of log(time) over log(rows).
+
+Usage: python benchmarks/bench_pipeline.py [--rows 100000 300000 1000000] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+ASSETS = (
+    "off_dump",
+    "products",
+    "test_split",
+    "feature_matrix",
+    "nova_model",
+    "evaluation_report",
+    "champion_model",
+    "nova_predictions",
+)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_asset(asset: str) -> dict:
+    """Materialize one asset (and its checks) in this process; the environment says where."""
+    import dagster as dg
+
+    from nova_assets.definitions import defs
+
+    job = defs().resolve_implicit_global_asset_job_def()
+    with dg.DagsterInstance.ephemeral() as instance:
+        start = time.perf_counter()
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False, asset_selection=[dg.AssetKey(asset)]
+        )
+        seconds = time.perf_counter() - start
+    metadata = {}
+    for event in result.get_asset_materialization_events():
+        for key, value in event.materialization.metadata.items():
+            if isinstance(value.value, int | float) and not isinstance(value.value, bool):
+                metadata[key] = value.value
+    return {
+        "asset": asset,
+        "success": result.success,
+        "seconds": seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "metadata": metadata,
+    }
+
+
+def run_reference(dump: str) -> dict:
+    """The classic way: pandas chunks, a dict of tags per product, DictVectorizer, BernoulliNB."""
+    import csv
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.naive_bayes import BernoulliNB
+
+    from nova_assets.lib.split import split_of
+
+    start = time.perf_counter()
+    frames = []
+    for chunk in pd.read_csv(
+        dump,
+        sep="\t",
+        quoting=csv.QUOTE_NONE,
+        usecols=["code", "ingredients_tags", "nova_group", "last_modified_t"],
+        dtype=str,
+        chunksize=100_000,
+        on_bad_lines="skip",
+    ):
+        chunk = chunk.dropna(subset=["code", "ingredients_tags"])
+        frames.append(chunk)
+    products = pd.concat(frames, ignore_index=True)
+    products["last_modified_t"] = pd.to_numeric(products["last_modified_t"], errors="coerce")
+    products = products.sort_values("last_modified_t").drop_duplicates("code", keep="last")
+    products["nova_group"] = pd.to_numeric(products["nova_group"], errors="coerce")
+    products.loc[~products["nova_group"].isin([1, 2, 3, 4]), "nova_group"] = np.nan
+    read_seconds = time.perf_counter() - start
+
+    labelled = products[products["nova_group"].notna()]
+    test = labelled["code"].map(split_of) == "test"
+    vectorizer = DictVectorizer()
+    X_train = vectorizer.fit_transform(
+        {tag: 1 for tag in tags.split(",")} for tags in labelled.loc[~test, "ingredients_tags"]
+    )
+    model = BernoulliNB().fit(X_train, labelled.loc[~test, "nova_group"].astype(int))
+    X_test = vectorizer.transform(
+        {tag: 1 for tag in tags.split(",")} for tags in labelled.loc[test, "ingredients_tags"]
+    )
+    accuracy = float((model.predict(X_test) == labelled.loc[test, "nova_group"].astype(int)).mean())
+    unlabelled = products[products["nova_group"].isna()]
+    X_new = vectorizer.transform(
+        {tag: 1 for tag in tags.split(",")} for tags in unlabelled["ingredients_tags"]
+    )
+    predicted = model.predict(X_new)
+    return {
+        "asset": "classic_reference",
+        "success": True,
+        "seconds": time.perf_counter() - start,
+        "read_seconds": read_seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "metadata": {
+            "products": len(products),
+            "test_accuracy": accuracy,
+            "predictions": len(predicted),
+        },
+    }
+
+
+def child(args: list[str], env: dict[str, str], attempts: int = 2) -> dict:
+    """Run one measurement in a fresh process; a process killed by a signal is run again once."""
+    for attempt in range(1, attempts + 1):
+        out = subprocess.run(
+            [sys.executable, "-X", "faulthandler", __file__, *args],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+        if out.returncode == 0 and lines:
+            return json.loads(lines[-1].removeprefix("RESULT "))
+        if out.returncode >= 0 or attempt == attempts:
+            raise RuntimeError(f"{args} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+        crash = out.stderr[out.stderr.find("Fatal Python") :][:1500]
+        print(f"  {args} killed by signal {-out.returncode}; running it again\n{crash}", flush=True)
+    raise AssertionError("unreachable")
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of log(y) over log(x)."""
+    lx = [math.log(x) for x in xs]
+    ly = [math.log(max(y, 1e-9)) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sum(
+        (a - mx) ** 2 for a in lx
+    )
+
+
+def measure(rows: int, workdir: Path, seed: int, reference: bool) -> dict:
+    from benchmarks.generate_dump import generate_dump
+
+    dump = workdir / f"off_{rows}.tsv.gz"
+    if not dump.exists():
+        generate_dump(rows, dump, seed=seed, gzip=True)
+    data = workdir / f"data_{rows}"
+    shutil.rmtree(data, ignore_errors=True)
+    env = {"NOVA_DATA_DIR": str(data), "NOVA_DUMP_URL": str(dump)}
+    steps = []
+    for asset in ASSETS:
+        step = child(["--asset", asset], env)
+        if not step["success"]:
+            raise RuntimeError(f"{asset} failed at {rows} rows")
+        steps.append(step)
+        print(
+            f"  {rows:>9,} {asset:<18} {step['seconds']:8.2f} s {step['peak_rss_mb']:8.0f} MB",
+            flush=True,
+        )
+    result = {
+        "rows": rows,
+        "dump_bytes": dump.stat().st_size,
+        "steps": steps,
+        "total_seconds": sum(s["seconds"] for s in steps),
+        "peak_rss_mb": max(s["peak_rss_mb"] for s in steps),
+    }
+    if reference:
+        result["reference"] = child(["--reference", str(dump)], {})
+        print(
+            f"  {rows:>9,} {'classic reference':<18} {result['reference']['seconds']:8.2f} s "
+            f"{result['reference']['peak_rss_mb']:8.0f} MB",
+            flush=True,
+        )
+    shutil.rmtree(data, ignore_errors=True)
+    return result
+
+
+def report(results: list[dict]) -> None:
+    print("\nrows       | ours end-to-end | peak RSS | classic reference | peak RSS | speed-up")
+    for r in results:
+        ref = r.get("reference")
+        line = f"{r['rows']:>10,} | {r['total_seconds']:13.1f} s | {r['peak_rss_mb']:5.0f} MB"
+        if ref:
+            line += (
+                f" | {ref['seconds']:15.1f} s | {ref['peak_rss_mb']:5.0f} MB"
+                f" | {ref['seconds'] / r['total_seconds']:.2f}x"
+            )
+        print(line)
+    if len(results) > 1:
+        xs = [r["rows"] for r in results]
+        print(
+            f"\nscaling exponent, ours end-to-end: {slope(xs, [r['total_seconds'] for r in results]):.2f}"
+        )
+        for i, asset in enumerate(ASSETS):
+            ys = [r["steps"][i]["seconds"] for r in results]
+            print(f"  {asset:<18} {slope(xs, ys):.2f}")
+        if all("reference" in r for r in results):
+            ys = [r["reference"]["seconds"] for r in results]
+            print(f"scaling exponent, classic reference: {slope(xs, ys):.2f}")
+    last = results[-1]
+    predictions = last["steps"][-1]["metadata"].get("rows_per_second")
+    if predictions:
+        print(f"batch predictions at {last['rows']:,} rows: {predictions:,.0f} rows/s")
+    print("BENCH_JSON " + json.dumps(results))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-reference", action="store_true", help="skip the classic pipeline")
+    parser.add_argument("--asset", help=argparse.SUPPRESS)
+    parser.add_argument("--reference", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.asset:
+        print("RESULT " + json.dumps(run_asset(args.asset)))
+        return 0
+    if args.reference:
+        print("RESULT " + json.dumps(run_reference(args.reference)))
+        return 0
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="nova-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"workdir {workdir}; {os.cpu_count()} cores")
+    results = [measure(n, workdir, args.seed, not args.no_reference) for n in sorted(args.rows)]
+    report(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
