@@ -1,0 +1,76 @@
+"""The ingest benchmark runs all three methods end to end and they agree on what they read."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BENCH = REPO_ROOT / "benchmarks" / "bench_ingest.py"
+GENERATOR = REPO_ROOT / "benchmarks" / "generate_dump.py"
+ROWS = 2000
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    """benchmarks/ is a scripts folder, not a package: load the file the CLI runs."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return _load("bench_ingest", BENCH)
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    generator = _load("generate_dump", GENERATOR)
+    path = tmp_path_factory.mktemp("bench") / "products.tsv.gz"
+    return path, generator.generate_dump(ROWS, path, seed=11, gzip=True)
+
+
+def test_three_methods_agree_and_report_json(
+    bench: ModuleType, dump: tuple[Path, dict], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, stats = dump
+    assert bench.main([str(path), "--threads", "1", "--memory-limit", "512MB"]) == 0
+    out = capsys.readouterr().out
+    json_lines = [line for line in out.splitlines() if line.startswith("BENCH_JSON ")]
+    assert len(json_lines) == 1 and out.rstrip().endswith(json_lines[0])
+    report = json.loads(json_lines[0].removeprefix("BENCH_JSON "))
+
+    methods = report["methods"]
+    assert set(methods) == {"ours", "floor", "reference"}
+    ours, floor, reference = methods["ours"], methods["floor"], methods["reference"]
+    good_lines = ROWS - stats["broken_lines"]
+    assert floor["lines"] == ours["lines"] == reference["lines"] == good_lines
+    assert ours["products"] == reference["products"] == good_lines - stats["duplicates"]
+    assert floor["lines"] >= ours["products"]
+    assert reference["details"]["bad_lines_skipped"] == stats["broken_lines"]
+
+    assert report["gzipped"] and report["raw_bytes"] > report["bytes"] == path.stat().st_size
+    for result in methods.values():
+        assert result["seconds"] > 0 and result["peak_rss_mb"] > 0
+        assert result["lines_per_s"] > 0 and result["mb_per_s"] > 0
+        assert result["raw_mb_per_s"] > result["mb_per_s"]
+    assert all(value > 0 for value in report["ratios"].values())
+    assert "| ours |" in out and "ours/floor throughput" in out
+
+
+def test_skip_pandas_leaves_out_the_reference(
+    bench: ModuleType, dump: tuple[Path, dict], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = dump
+    assert bench.main([str(path), "--threads", "1", "--skip-pandas"]) == 0
+    line = capsys.readouterr().out.rstrip().splitlines()[-1]
+    report = json.loads(line.removeprefix("BENCH_JSON "))
+    assert set(report["methods"]) == {"ours", "floor"}
+    assert report["ratios"]["ours_vs_reference_speedup"] is None
+    assert report["ratios"]["ours_vs_floor_throughput"] > 0
