@@ -58,10 +58,12 @@ class DumpSource(dg.ConfigurableResource):
         previous: Dump | None = None,
         progress: ProgressCallback | None = None,
         log: Callable[[str], None] | None = None,
+        source: str | None = None,
     ) -> Dump:
-        """The dump at `url`; `previous` itself when the server says it has not changed (304)."""
+        """The dump at `source` (default `url`); `previous` itself when the server says it has
+        not changed (304)."""
         return fetch_dump(
-            self.url,
+            source or self.url,
             Path(self.raw_dir),
             previous=previous,
             progress=progress,

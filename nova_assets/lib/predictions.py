@@ -1,7 +1,7 @@
 """Batch predictions for every unlabelled product, written as one atomic table replacement.
 
-Rows are numbered once, then scored a batch at a time (tags to CSR in DuckDB, then the
-classifier), so memory stays bounded by the batch size whatever the dump's size.
+Products are scored a slice of the table at a time (by rowid: tags to CSR in DuckDB, then the
+classifier), so memory stays bounded by the slice size whatever the dump's size.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from nova_assets.lib.models import predict_matrix
 
 PREDICTIONS_DDL = """
 CREATE OR REPLACE TABLE nova_predictions (
-    code VARCHAR PRIMARY KEY,
+    code VARCHAR NOT NULL,
     predicted_nova_group TINYINT NOT NULL,
     probability DOUBLE NOT NULL,
     model_version INTEGER NOT NULL,
@@ -52,30 +52,31 @@ def write_predictions(
     pipeline: Pipeline,
     model_version: int,
     *,
-    batch_rows: int = 500_000,
+    batch_rows: int = 2_000_000,
 ) -> PredictionStats:
     """Replace `nova_predictions` with `pipeline`'s group and probability for each unlabelled
-    product that has ingredients; the old table stays if anything fails."""
+    product that has ingredients; the old table stays if anything fails.
+
+    Codes are unique because `products.code` is its primary key; the table has no index of its
+    own, which would cost more than the scoring itself.
+    """
     start = time.perf_counter()
     features = list(pipeline.named_steps["tags"].features)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE unlabelled AS "
-        f"SELECT row_number() OVER () - 1 AS batch_row, * FROM ({UNLABELLED_SQL})"
-    )
-    total = con.execute("SELECT count(*) FROM unlabelled").fetchone()[0]
+    end = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM products").fetchall()[0][0]
+    total = 0
     batches = 0
     probability_sum = 0.0
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(PREDICTIONS_DDL)
-        for first in range(0, total, batch_rows):
+        for first in range(0, end, batch_rows):
             batch = tag_matrix(
                 con,
-                f"SELECT code, ingredients_tags, additives_tags, categories_tags FROM unlabelled "
-                f"WHERE batch_row >= {first} AND batch_row < {first + batch_rows}",
+                f"{UNLABELLED_SQL} AND rowid >= {first} AND rowid < {first + batch_rows}",
                 features,
                 ordered=False,
             )
+            total += batch.X.shape[0]
             groups, probability = predict_matrix(pipeline, batch.X)
             probability_sum += float(probability.sum())
             scored = pa.table(
@@ -99,8 +100,6 @@ def write_predictions(
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    finally:
-        con.execute("DROP TABLE IF EXISTS unlabelled")
     by_group = dict(
         con.execute(
             "SELECT predicted_nova_group, count(*) FROM nova_predictions GROUP BY ALL ORDER BY 1"

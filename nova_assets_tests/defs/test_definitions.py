@@ -29,6 +29,9 @@ def graph_snapshot(definitions: dg.Definitions) -> dict:
             "pool": sorted(node.pools or []),
             "checks": sorted(c.name for c in node.check_keys),
             "has_description": bool(node.description),
+            "automation": node.automation_condition.get_label()
+            if node.automation_condition
+            else None,
         }
     return snapshot
 
@@ -58,6 +61,17 @@ def test_warehouse_writers_share_the_duckdb_pool(data_dir):
         "nova_predictions",
     ):
         assert snapshot[key]["pool"] == ["duckdb"], key
+
+
+def test_sensors_and_schedule_run_by_default(data_dir):
+    definitions = defs()
+    sensors = {s.name: s for s in definitions.sensors}
+    assert set(sensors) == {"new_dump_sensor", "nova_automation_sensor"}
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+    (schedule,) = definitions.schedules
+    assert schedule.name == "refresh_schedule"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.cron_schedule == "0 4 * * 1"
 
 
 def test_executor_is_in_process(data_dir):

@@ -48,6 +48,9 @@ class DumpServer:
             def do_GET(self) -> None:
                 server._answer(self)
 
+            def do_HEAD(self) -> None:
+                server._answer(self, head=True)
+
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -66,7 +69,7 @@ class DumpServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def _answer(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+    def _answer(self, handler: http.server.BaseHTTPRequestHandler, head: bool = False) -> None:
         plan = self.plan
         with self._lock:
             index = len(plan.requests)
@@ -100,6 +103,8 @@ class DumpServer:
         if plan.send_length:
             handler.send_header("Content-Length", str(len(body) - start))
         handler.end_headers()
+        if head:
+            return
         payload = body[start:]
         if plan.truncate_at is not None:
             payload = body[start : max(start, plan.truncate_at)]

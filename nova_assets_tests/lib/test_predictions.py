@@ -62,7 +62,7 @@ def test_small_batches_give_the_same_table(con, pipeline):
     whole = con.execute(
         "SELECT code, predicted_nova_group, probability FROM nova_predictions ORDER BY code"
     ).fetchall()
-    stats = write_predictions(con, pipeline, 1, batch_rows=3)
+    stats = write_predictions(con, pipeline, 1, batch_rows=4)
     assert stats.batches == 2
     batched = con.execute(
         "SELECT code, predicted_nova_group, probability FROM nova_predictions ORDER BY code"

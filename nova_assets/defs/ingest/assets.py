@@ -25,18 +25,27 @@ def previous_dump() -> Dump | None:
         return None
 
 
+class OffDumpConfig(dg.Config):
+    source: str = ""
+    """A dump to ingest instead of NOVA_DUMP_URL: new_dump_sensor sets it for dropped files."""
+
+
 @dg.asset(
     group_name="ingest",
     kinds={"file"},
     description="The raw Open Food Facts products dump (TSV, plain or gzip) from NOVA_DUMP_URL, "
     "stored under data/raw/ by sha256. Its data version is that sha256.",
 )
-def off_dump(context: dg.AssetExecutionContext, dump_source: DumpSource) -> dg.MaterializeResult:
+def off_dump(
+    context: dg.AssetExecutionContext, config: OffDumpConfig, dump_source: DumpSource
+) -> dg.MaterializeResult:
     previous = previous_dump()
     progress = progress_reporter(
         context.log.info, every_percent=5, bar=sys.stderr if sys.stderr.isatty() else None
     )
-    dump = dump_source.fetch(previous=previous, progress=progress, log=context.log.info)
+    dump = dump_source.fetch(
+        previous=previous, progress=progress, log=context.log.info, source=config.source or None
+    )
     unchanged = dump is previous
     pointer = data_paths().latest_dump
     tmp = pointer.with_name(pointer.name + ".tmp")

@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 from mlflow.models import infer_signature
 
+from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.ingest.assets import latest_dump
 from nova_assets.defs.resources import MlflowStore, Warehouse, tracked_run
 from nova_assets.defs.warehouse.assets import products, test_split
@@ -43,6 +44,7 @@ class FeatureConfig(dg.Config):
 @dg.asset(
     deps=[products, test_split],
     group_name="ml",
+    automation_condition=follows_changed_dump(),
     kinds={"duckdb", "numpy"},
     pool="duckdb",
     description="Vocabulary of ingredients/additives/categories tags learned on train rows only "
@@ -97,6 +99,7 @@ class ModelConfig(dg.Config):
 @dg.asset(
     deps=[feature_matrix],
     group_name="ml",
+    automation_condition=follows_changed_dump(),
     kinds={"sklearn", "mlflow"},
     required_resource_keys={"mlflow"},
     description="A scikit-learn Pipeline (raw tag lists in, NOVA group out): class-weighted "
@@ -192,6 +195,7 @@ def _evaluate(pipeline, test: TagMatrix, con_factory) -> dict:
 @dg.asset(
     deps=[nova_model],
     group_name="ml",
+    automation_condition=follows_changed_dump(),
     kinds={"sklearn", "mlflow"},
     pool="duckdb",
     description="The newest model on the fixed test split: accuracy, macro-F1, per-class metrics "
@@ -281,6 +285,7 @@ def evaluation_report(
 @dg.asset(
     deps=[evaluation_report],
     group_name="ml",
+    automation_condition=follows_changed_dump(),
     kinds={"mlflow"},
     description=f"The MLflow alias '{CHAMPION}' on {MODEL_NAME}: moved to the newest version only "
     "if it beats the current champion's macro-F1 on the same test split (the first model wins).",
@@ -315,6 +320,7 @@ def champion_model(
 @dg.asset(
     deps=[champion_model],
     group_name="ml",
+    automation_condition=follows_changed_dump(),
     kinds={"duckdb", "sklearn"},
     pool="duckdb",
     description="The champion's NOVA group and its probability for every product that has "

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.ingest.assets import latest_dump, off_dump
 from nova_assets.defs.resources import Warehouse
 from nova_assets.lib.products import ingest_products
@@ -26,6 +27,7 @@ def _markdown_table(columns: list[str], rows: list[tuple]) -> str:
 @dg.asset(
     deps=[off_dump],
     group_name="warehouse",
+    automation_condition=follows_changed_dump(),
     kinds={"duckdb"},
     pool="duckdb",
     description="Cleaned, typed OFF products, one row per code (latest last_modified_t wins); "
@@ -80,6 +82,7 @@ def products(
 @dg.asset(
     deps=[products],
     group_name="warehouse",
+    automation_condition=follows_changed_dump(),
     kinds={"duckdb"},
     pool="duckdb",
     description=f"The fixed split: each code is 'train' or 'test' ({TEST_PERCENT}% test) by a stable "
@@ -99,5 +102,6 @@ def test_split(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Ma
             "test_share": round(counts["test_codes"] / counts["codes"], 4)
             if counts["codes"]
             else 0.0,
-        }
+        },
+        data_version=dg.DataVersion(latest_dump().sha256),
     )

@@ -1,0 +1,35 @@
+"""Declarative automation: everything downstream of `off_dump` follows a changed dump.
+
+An asset is requested when a parent's data version changed (not merely re-materialized), or
+when a parent is being requested in the same tick, so one new dump gives one run of the whole
+chain, and the same dump fetched again gives none.
+"""
+
+import dagster as dg
+
+AC = dg.AutomationCondition
+
+
+def follows_changed_dump() -> dg.AutomationCondition:
+    """Like `eager()`, but triggered by a changed data version upstream, and never past a
+    failed blocking check."""
+    parent_changed = AC.any_deps_match(
+        (AC.data_version_changed() & ~AC.executed_with_root_target()) | AC.will_be_requested()
+    )
+    handled = AC.newly_requested() | AC.newly_updated() | AC.initial_evaluation()
+    return (
+        parent_changed.since(handled)
+        & ~AC.any_deps_missing()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+        & AC.all_deps_blocking_checks_passed()
+    ).with_label("follows_changed_dump")
+
+
+nova_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "nova_automation_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Materializes what follows a new dump (see follows_changed_dump).",
+)
