@@ -7,6 +7,8 @@ chain, and the same dump fetched again gives none.
 
 import dagster as dg
 
+from nova_assets.lib.paths import sensor_interval_seconds
+
 AC = dg.AutomationCondition
 
 
@@ -30,6 +32,6 @@ nova_automation_sensor = dg.AutomationConditionSensorDefinition(
     "nova_automation_sensor",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_seconds(),
     description="Materializes what follows a new dump (see follows_changed_dump).",
 )

@@ -341,6 +341,10 @@ def _place(
         tmp.unlink()
         os.utime(target)
     else:
+        # mkstemp made it owner-only; a dump is data others on the machine may read.
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)
         tmp.replace(target)
     return Dump(str(target), sha, sink.size, source, sink.gzip is not None, etag, last_modified)
 

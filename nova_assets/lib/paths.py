@@ -67,6 +67,11 @@ def data_paths() -> DataPaths:
     return DataPaths(Path(root).expanduser().resolve())
 
 
+def sensor_interval_seconds() -> int:
+    """How often the sensors look (`NOVA_SENSOR_SECONDS`, default 30)."""
+    return int(os.environ.get("NOVA_SENSOR_SECONDS") or 30)
+
+
 def dump_source() -> str:
     """`NOVA_DUMP_URL`: an http(s) URL or a local path; the embedded real sample by default."""
     return os.environ.get("NOVA_DUMP_URL") or str(SAMPLE_DUMP)

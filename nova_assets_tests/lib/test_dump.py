@@ -25,6 +25,9 @@ def test_local_gzip_dump_is_copied_under_its_sha256(tmp_path: Path):
     assert Path(dump.path).name == f"off_products_{expected[:16]}.tsv.gz"
     assert Path(dump.path).read_bytes() == SAMPLE_DUMP.read_bytes()
     assert dump.bytes == SAMPLE_DUMP.stat().st_size
+    umask = os.umask(0)
+    os.umask(umask)
+    assert Path(dump.path).stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     assert not [p for p in (tmp_path / "raw").iterdir() if p.name.startswith(".incoming")]
 
 

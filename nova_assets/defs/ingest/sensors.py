@@ -14,7 +14,7 @@ import dagster as dg
 from nova_assets.defs.ingest.assets import OffDumpConfig, off_dump, previous_dump
 from nova_assets.lib.dump import is_url
 from nova_assets.lib.dump_watch import fingerprint, list_candidates, stable_candidates, url_identity
-from nova_assets.lib.paths import data_paths, dump_source
+from nova_assets.lib.paths import data_paths, dump_source, sensor_interval_seconds
 
 SEEN_LIMIT = 200
 DEFAULT_URL_CHECK_SECONDS = 3600
@@ -32,7 +32,7 @@ def _request(identity: str, source: str, reason: str) -> dg.RunRequest:
 @dg.sensor(
     target=off_dump,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_seconds(),
     description="Starts off_dump for each new dump: a file dropped into NOVA_INCOMING_DIR once its "
     "size stops changing, a changed NOVA_DUMP_URL file, or new ETag/Last-Modified/length at an "
     "http(s) NOVA_DUMP_URL (checked every NOVA_URL_CHECK_SECONDS, default 3600). One run per "
