@@ -74,6 +74,16 @@ def test_sensors_and_schedule_run_by_default(data_dir):
     assert schedule.cron_schedule == "0 4 * * 1"
 
 
+def test_instance_settings_allow_one_run_and_one_warehouse_step(tmp_path):
+    linked = REPO_ROOT / "data" / "dagster_home" / "dagster.yaml"
+    assert linked.resolve() == (REPO_ROOT / "dagster.yaml").resolve()
+    (tmp_path / "dagster.yaml").write_text(linked.read_text())
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        config = instance.get_concurrency_config()
+        assert config.run_queue_config.max_concurrent_runs == 1
+        assert config.pool_config.default_pool_limit == 1
+
+
 def test_executor_is_in_process(data_dir):
     job = defs().resolve_implicit_global_asset_job_def()
     assert job.executor_def.name == "in_process"
