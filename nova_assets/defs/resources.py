@@ -1,6 +1,6 @@
 """The platform's resources: the DuckDB warehouse, the dump source and MLflow tracking."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,6 +10,7 @@ import mlflow
 from dagster_mlflow import mlflow_tracking
 from mlflow import MlflowClient
 
+from nova_assets.lib import serving
 from nova_assets.lib import warehouse as wh
 from nova_assets.lib.dump import Dump, ProgressCallback, fetch_dump
 from nova_assets.lib.paths import data_paths, dump_source
@@ -19,15 +20,26 @@ from nova_assets.lib.registry import EXPERIMENT, client_for, ensure_experiment
 class Warehouse(dg.ConfigurableResource):
     """The DuckDB warehouse file. Connections close however a step ends, open read-only where
     a step only reads, and fail at once with a clear message if another process holds the file.
+
+    `serving_dir` holds the published read-only copy users query (default: `serving/` beside
+    the warehouse file).
     """
 
     path: str
     temp_directory: str
+    serving_dir: str = ""
     memory_limit: str = "4GB"
     threads: int = 0
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(
+        self, read_only: bool = False, publish: Sequence[str] = ()
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection; when the block ends without an error, `publish` tables are copied to
+        the served catalog from the same connection, so users never see a failed step's data.
+        """
+        if publish and read_only:
+            raise ValueError("publish needs a read-write connection")
         with wh.connect(
             Path(self.path),
             read_only=read_only,
@@ -36,6 +48,12 @@ class Warehouse(dg.ConfigurableResource):
             threads=self.threads or None,
         ) as con:
             yield con
+            if publish:
+                serving.publish(con, publish, self.serving_path)
+
+    @property
+    def serving_path(self) -> Path:
+        return Path(self.serving_dir) if self.serving_dir else Path(self.path).parent / "serving"
 
 
 class DumpSource(dg.ConfigurableResource):
@@ -127,7 +145,9 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "warehouse": Warehouse(
-                path=str(paths.warehouse), temp_directory=str(paths.duckdb_temp)
+                path=str(paths.warehouse),
+                temp_directory=str(paths.duckdb_temp),
+                serving_dir=str(paths.serving),
             ),
             "dump_source": DumpSource(url=dump_source(), raw_dir=str(paths.raw)),
             "mlflow_store": MlflowStore(tracking_uri=paths.mlflow_tracking_uri),

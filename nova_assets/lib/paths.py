@@ -33,6 +33,11 @@ class DataPaths:
         return self.root / "warehouse.duckdb"
 
     @property
+    def serving(self) -> Path:
+        """The published read-only copy users query (`nova.duckdb` + Parquet), never locked."""
+        return self.root / "serving"
+
+    @property
     def duckdb_temp(self) -> Path:
         return self.root / "tmp" / "duckdb"
 

@@ -54,7 +54,7 @@ def feature_matrix(
     context: dg.AssetExecutionContext, config: FeatureConfig, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     dump = latest_dump()
-    with warehouse.connect() as con:
+    with warehouse.connect(publish=["feature_vocabulary"]) as con:
         features = build_vocabulary(con, config.min_count)
         train = tag_matrix(con, labelled_rows_sql("train"), features)
         test = tag_matrix(con, labelled_rows_sql("test"), features)
@@ -335,7 +335,7 @@ def nova_predictions(
             f"{MODEL_NAME} has no '{CHAMPION}' alias: materialize champion_model first"
         )
     pipeline = load_pipeline(mlflow_store.tracking_uri, f"models:/{MODEL_NAME}@{CHAMPION}")
-    with warehouse.connect() as con:
+    with warehouse.connect(publish=["nova_predictions"]) as con:
         stats = write_predictions(con, pipeline, int(champion.version))
     paths = data_paths()
     context.log.info(

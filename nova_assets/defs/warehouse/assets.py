@@ -38,7 +38,7 @@ def products(
     context: dg.AssetExecutionContext, config: ProductsConfig, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     dump = latest_dump()
-    with warehouse.connect() as con:
+    with warehouse.connect(publish=["products", "dumps"]) as con:
         stats = ingest_products(con, dump, max_shrink=config.max_shrink)
         schema = con.execute("DESCRIBE products").fetchall()
         preview = con.execute(
@@ -89,7 +89,7 @@ def products(
     "hash of the code, recorded once and never changed.",
 )
 def test_split(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    with warehouse.connect() as con:
+    with warehouse.connect(publish=["test_split"]) as con:
         counts = extend_test_split(con)
     context.log.info(
         f"test_split: {counts['new_codes']:,} new codes; {counts['test_codes']:,} of {counts['codes']:,} in test"

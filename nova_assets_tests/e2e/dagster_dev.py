@@ -1,0 +1,139 @@
+"""A real `dagster dev` for end-to-end tests: own DAGSTER_HOME, data dir and port, stopped by PID.
+
+It runs in its own process group (like a job under `set -m`), so SIGTERM reaches the webserver,
+the daemon and the code server together, and nothing else on the machine is touched.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from nova_assets.lib.paths import REPO_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DagsterDev:
+    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.home = root / "dagster_home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / "dagster.yaml", self.home / "dagster.yaml")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (root / "dagster_dev.log").open("w")
+        self.env = {
+            **os.environ,
+            "DAGSTER_HOME": str(self.home),
+            "NOVA_DATA_DIR": str(root / "data"),
+            "NOVA_SENSOR_SECONDS": "5",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> "DagsterDev":
+        dagster = Path(sys.executable).with_name("dagster")
+        self.process = subprocess.Popen(
+            [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(self.port)],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_until(self._ready, timeout, "dagster dev to serve its code location")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/graphql", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+        if answer.get("errors"):
+            raise RuntimeError(answer["errors"])
+        return answer["data"]
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"dagster dev exited: {self.tail()}")
+        try:
+            data = self.graphql(
+                "{ workspaceOrError { ... on Workspace { locationEntries { name "
+                "locationOrLoadError { __typename } } } } }"
+            )
+        except OSError:
+            return False
+        entries = data["workspaceOrError"]["locationEntries"]
+        return (
+            bool(entries)
+            and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+        )
+
+    def runs(self) -> list[dict]:
+        data = self.graphql(
+            "{ runsOrError { ... on Runs { results { runId status tags { key value } "
+            "assetSelection { path } } } } }"
+        )
+        return data["runsOrError"]["results"]
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(1)
+        raise TimeoutError(f"waited {timeout:.0f} s for {what}; log tail:\n{self.tail()}")
+
+    def tail(self, chars: int = 4000) -> str:
+        self.log.flush()
+        return (self.root / "dagster_dev.log").read_text(errors="replace")[-chars:]
+
+    def launch(self, assets: list[str]) -> str:
+        """Launch a run of `assets` the way the UI's Materialize button does; its run id."""
+        location = self.graphql(
+            "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
+        )
+        name = location["workspaceOrError"]["locationEntries"][0]["name"]
+        data = self.graphql(
+            """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+            {
+                "params": {
+                    "selector": {
+                        "repositoryLocationName": name,
+                        "repositoryName": "__repository__",
+                        "jobName": "__ASSET_JOB",
+                        "assetSelection": [{"path": [a]} for a in assets],
+                        "assetCheckSelection": [],
+                    },
+                    "mode": "default",
+                }
+            },
+        )["launchRun"]
+        if data["__typename"] != "LaunchRunSuccess":
+            raise RuntimeError(f"launch failed: {data}")
+        return data["run"]["runId"]
