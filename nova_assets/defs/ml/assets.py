@@ -341,7 +341,8 @@ def nova_predictions(
     context.log.info(
         f"{stats.rows:,} predictions by champion v{champion.version} in {stats.batches} batches "
         f"({stats.rows_per_second:,.0f} rows/s). Results: warehouse "
-        f"{paths.warehouse} (tables products, test_split, feature_vocabulary, nova_predictions, dumps); "
+        f"{paths.warehouse} (tables products, test_split, feature_vocabulary, nova_predictions, dumps), "
+        f"published read-only for queries in {paths.serving / 'nova.duckdb'}; "
         f"report {paths.reports / 'evaluation.md'}; MLflow store {mlflow_store.tracking_uri}"
     )
     return dg.MaterializeResult(
