@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from nova_assets.defs.ml.assets import champion_model, evaluation_report
+from nova_assets.defs.ml.champion import champion_model
+from nova_assets.defs.ml.evaluation import evaluation_report
 from nova_assets.defs.resources import MlflowStore
 from nova_assets.lib import evaluation as ev
 from nova_assets.lib.paths import data_paths
