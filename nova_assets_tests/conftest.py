@@ -2,13 +2,29 @@
 
 import gzip
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
 
 from nova_assets.lib.paths import SAMPLE_DUMP
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_mlflow_settings() -> Iterator[None]:
+    """Undo what `mlflow.set_tracking_uri` leaves behind: it also sets MLFLOW_TRACKING_URI in
+    os.environ, which later tests and the processes they start would inherit."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    mlflow.set_tracking_uri(saved.get("MLFLOW_TRACKING_URI"))
+    mlflow.set_registry_uri(saved.get("MLFLOW_REGISTRY_URI"))
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        if key not in saved:
+            del os.environ[key]
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

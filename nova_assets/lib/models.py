@@ -7,22 +7,29 @@ vectorizer only runs for callers that hand in raw tags (MLflow serving, `predict
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import product
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
 from sklearn.naive_bayes import BernoulliNB
 from sklearn.pipeline import Pipeline
+from sklearn.tree import DecisionTreeClassifier
 
 from nova_assets.lib.features import FAMILIES, split_feature
+from nova_assets.lib.nova_rules import marker_group
 
 INPUT_COLUMNS = tuple(f"{family}_tags" for family in FAMILIES)
-MODEL_KINDS = ("logistic_regression", "reference_bernoulli_nb")
 # Our own types in a Pipeline, declared safe for MLflow's default skops serialisation.
-TRUSTED_TYPES = ["nova_assets.lib.models.TagVectorizer"]
+TRUSTED_TYPES = ["nova_assets.lib.models.TagVectorizer", "nova_assets.lib.models.MarkerFeatures"]
 
 
 def _as_tags(value) -> list[str]:
@@ -77,40 +84,295 @@ def family_columns(features: Sequence[str], families: Sequence[str]) -> np.ndarr
     )
 
 
+MARKER_GROUPS = (2, 3, 4)
+
+
+class MarkerFeatures(TransformerMixin, BaseEstimator):
+    """Appends OFF's own NOVA markers to the multi-hot matrix.
+
+    OFF computes `nova_group` as the highest group among marker tags, so a column per
+    (family, group) "has a marker" and a one-hot of the highest marker group let a linear model
+    express that rule, which a sum of tag weights cannot do exactly.
+    """
+
+    def __init__(self, features: Sequence[str] = ()):
+        self.features = features
+
+    def fit(self, X=None, y=None):
+        self.marker_groups_ = np.array(
+            [marker_group(*split_feature(f)) or 0 for f in self.features], dtype=np.int8
+        )
+        families = [split_feature(f)[0] for f in self.features]
+        indicator = np.zeros((len(self.features), len(FAMILIES) * len(MARKER_GROUPS)), np.float32)
+        for col, (family, group) in enumerate(
+            (family, group) for family in FAMILIES for group in MARKER_GROUPS
+        ):
+            indicator[:, col] = [
+                fam == family and g == group
+                for fam, g in zip(families, self.marker_groups_, strict=True)
+            ]
+        self.indicator_ = indicator
+        return self
+
+    def transform(self, X: sparse.csr_matrix) -> sparse.csr_matrix:
+        if not hasattr(self, "indicator_"):
+            self.fit()
+        present = np.asarray(X @ self.indicator_) > 0
+        by_group = present.reshape(len(present), len(FAMILIES), len(MARKER_GROUPS)).any(axis=1)
+        highest = np.where(by_group[:, ::-1].any(axis=1), 4 - by_group[:, ::-1].argmax(axis=1), 1)
+        one_hot = highest[:, None] == np.arange(1, 5)[None, :]
+        extra = np.hstack([present, one_hot]).astype(np.float32)
+        return sparse.hstack([X, sparse.csr_matrix(extra)], format="csr")
+
+    def feature_names(self) -> list[str]:
+        """Names of the appended columns, in order."""
+        return [f"markers:{family}:group-{g}" for family in FAMILIES for g in MARKER_GROUPS] + [
+            f"markers:highest:group-{g}" for g in range(1, 5)
+        ]
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """A model kind: which tag families it reads, and how its classifier is built."""
+
+    families: tuple[str, ...]
+    markers: bool
+    build: Callable[..., BaseEstimator]
+    doc: str
+
+
+CANDIDATES: dict[str, CandidateSpec] = {
+    "reference_bernoulli_nb": CandidateSpec(
+        ("ingredients",),
+        False,
+        lambda alpha=1.0: BernoulliNB(alpha=alpha),
+        "the classic reference: ingredients only, Bernoulli naive Bayes",
+    ),
+    "logistic_regression": CandidateSpec(
+        FAMILIES,
+        False,
+        lambda C=1.0, max_iter=2000: LogisticRegression(
+            C=C, class_weight="balanced", max_iter=max_iter
+        ),
+        "all three tag families, classes weighed by their rarity",
+    ),
+    "marker_logistic_regression": CandidateSpec(
+        FAMILIES,
+        True,
+        lambda C=1.0, max_iter=2000: LogisticRegression(
+            C=C, class_weight="balanced", max_iter=max_iter
+        ),
+        "all three tag families plus OFF's NOVA markers, classes weighed by their rarity",
+    ),
+    "marker_decision_tree": CandidateSpec(
+        FAMILIES,
+        True,
+        lambda max_depth=None, min_samples_leaf=1: DecisionTreeClassifier(
+            max_depth=max_depth,
+            min_samples_leaf=min_samples_leaf,
+            class_weight="balanced",
+            random_state=0,
+        ),
+        "a class-weighted decision tree over tags and markers: guards and exceptions as splits",
+    ),
+}
+MODEL_KINDS = tuple(CANDIDATES)
+
+
 def fit_pipeline(
-    kind: str,
+    kind: str, X: sparse.csr_matrix, y: np.ndarray, features: Sequence[str], **params
+) -> Pipeline:
+    """Fit one of CANDIDATES on the CSR matrix and wrap it with its vectorizer.
+
+    `params` go to the classifier (e.g. `C`, `alpha`, `max_depth`).
+    """
+    spec = CANDIDATES.get(kind)
+    if spec is None:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    cols = family_columns(features, spec.families)
+    used = [features[i] for i in cols]
+    steps: list[tuple[str, BaseEstimator]] = [("tags", TagVectorizer(used).fit())]
+    if spec.markers:
+        steps.append(("markers", MarkerFeatures(used).fit()))
+    steps.append(("classifier", spec.build(**params)))
+    pipeline = Pipeline(steps)
+    X_used = X if len(cols) == len(features) else X[:, cols]
+    pipeline[1:].fit(X_used, y)
+    return pipeline
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One candidate with one set of hyperparameters, scored on the validation rows."""
+
+    kind: str
+    params: dict[str, Any]
+    accuracy: float
+    macro_f1: float
+    f1_per_class: dict[int, float]
+    fit_seconds: float
+    train_rows: int
+    validation_rows: int
+
+
+def parameter_grid(kind: str, grids: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the hyperparameters `kind`'s classifier accepts, from `grids`."""
+    spec = CANDIDATES.get(kind)
+    if spec is None:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    accepted = inspect.signature(spec.build).parameters
+    names = [name for name in grids if name in accepted and grids[name]]
+    return [dict(zip(names, values, strict=True)) for values in product(*(grids[n] for n in names))]
+
+
+def tune(
+    kinds: Sequence[str],
+    grids: dict[str, Sequence[Any]],
     X: sparse.csr_matrix,
     y: np.ndarray,
     features: Sequence[str],
+    validation: np.ndarray,
     *,
-    C: float = 1.0,
-    max_iter: int = 2000,
-) -> Pipeline:
-    """Fit one of MODEL_KINDS on the CSR matrix and wrap it with its vectorizer.
+    max_rows: int | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
+) -> list[Trial]:
+    """Fit every candidate and hyperparameter set on the training rows outside `validation`
+    and score it on `validation` (macro-F1 over the four groups, so rare groups count).
 
-    `reference_bernoulli_nb` is the classic baseline: ingredients only, Bernoulli naive Bayes.
-    `logistic_regression` sees all three tag families and weighs classes by their rarity,
-    because NOVA 2 is a few percent of products and would otherwise be ignored.
+    `max_rows` caps the rows each trial fits on (a fixed random subset), which bounds the
+    cost of a grid at full scale; the chosen setting is then refitted on every row.
     """
-    if kind == "reference_bernoulli_nb":
-        cols = family_columns(features, ["ingredients"])
-        classifier = BernoulliNB(alpha=1.0).fit(X[:, cols], y)
-        used = [features[i] for i in cols]
-    elif kind == "logistic_regression":
-        classifier = LogisticRegression(C=C, class_weight="balanced", max_iter=max_iter)
-        classifier.fit(X, y)
-        used = list(features)
-    else:
-        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
-    return Pipeline([("tags", TagVectorizer(used).fit()), ("classifier", classifier)])
+    fit_rows = np.flatnonzero(~validation)
+    if max_rows is not None and len(fit_rows) > max_rows:
+        fit_rows = np.sort(np.random.default_rng(0).choice(fit_rows, max_rows, replace=False))
+    val_rows = np.flatnonzero(validation)
+    if len(val_rows) == 0 or len(np.unique(y[fit_rows])) < 2:
+        raise ValueError(
+            f"cannot choose a model: {len(fit_rows)} training and {len(val_rows)} validation "
+            "rows, and at least two groups are needed"
+        )
+    X_fit, y_fit, X_val, y_val = X[fit_rows], y[fit_rows], X[val_rows], y[val_rows]
+    trials = []
+    for kind in kinds:
+        for params in parameter_grid(kind, grids):
+            start = time.perf_counter()
+            pipeline = fit_pipeline(kind, X_fit, y_fit, features, **params)
+            seconds = time.perf_counter() - start
+            predicted, _ = predict_matrix(pipeline, _columns_for(pipeline, X_val, features))
+            # Macro over the groups present (in truth or prediction): a group the validation
+            # rows lack and the model never predicts is no error, and must not count as F1 0.
+            present = sorted(set(y_val.tolist()) | set(predicted.tolist()))
+            f1 = f1_score(y_val, predicted, labels=present, average=None, zero_division=0)
+            trial = Trial(
+                kind=kind,
+                params=params,
+                accuracy=float(np.mean(predicted == y_val)),
+                macro_f1=float(f1.mean()),
+                f1_per_class={int(g): float(v) for g, v in zip(present, f1, strict=True)},
+                fit_seconds=seconds,
+                train_rows=len(fit_rows),
+                validation_rows=len(val_rows),
+            )
+            trials.append(trial)
+            if on_trial is not None:
+                on_trial(trial)
+    return trials
+
+
+def best_trial(trials: Sequence[Trial], kind: str | None = None) -> Trial:
+    """The highest validation macro-F1 (then accuracy; then the earlier, cheaper candidate)."""
+    pool = [t for t in trials if kind is None or t.kind == kind]
+    if not pool:
+        raise ValueError(f"no trial of {kind or 'any candidate'}")
+    return max(enumerate(pool), key=lambda it: (it[1].macro_f1, it[1].accuracy, -it[0]))[1]
+
+
+def _columns_for(pipeline: Pipeline, X: sparse.csr_matrix, features: Sequence[str]):
+    """X restricted to the columns `pipeline` reads, in its order."""
+    used = pipeline.named_steps["tags"].features
+    if list(used) == list(features):
+        return X
+    index = {f: i for i, f in enumerate(features)}
+    return X[:, [index[f] for f in used]]
 
 
 def predict_matrix(pipeline: Pipeline, X: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     """Groups and their probabilities for rows already in the pipeline's vocabulary."""
-    classifier = pipeline.named_steps["classifier"]
-    proba = classifier.predict_proba(X)
+    proba = pipeline[1:].predict_proba(X)
     best = proba.argmax(axis=1)
-    return classifier.classes_[best].astype(np.int8), proba[np.arange(len(best)), best]
+    classes = pipeline.named_steps["classifier"].classes_
+    return classes[best].astype(np.int8), proba[np.arange(len(best)), best]
+
+
+def tag_weights(pipeline: Pipeline) -> tuple[np.ndarray, np.ndarray]:
+    """How much each vocabulary tag weighs for each class: (classes, weights[class, tag]).
+
+    Linear models: their coefficients, with a marker column's weight added to every tag that
+    is such a marker. Naive Bayes: how much more likely the tag is under the class than on
+    average (log scale). Trees: the tag's importance, the same for every class.
+    """
+    classifier = pipeline.named_steps["classifier"]
+    classes = np.asarray(classifier.classes_)
+    n_tags = len(pipeline.named_steps["tags"].features)
+    if hasattr(classifier, "coef_"):
+        W = np.asarray(classifier.coef_, dtype=np.float64)
+        if W.shape[0] == 1 and len(classes) == 2:
+            W = np.vstack([-W[0], W[0]])
+    elif hasattr(classifier, "feature_log_prob_"):
+        W = classifier.feature_log_prob_ - classifier.feature_log_prob_.mean(axis=0)
+    elif hasattr(classifier, "feature_importances_"):
+        W = np.tile(classifier.feature_importances_, (len(classes), 1))
+    else:
+        raise TypeError(f"cannot weigh the features of {type(classifier).__name__}")
+    weights = W[:, :n_tags].copy()
+    markers = pipeline.named_steps.get("markers")
+    if markers is not None:
+        marker_weights = W[:, n_tags : n_tags + markers.indicator_.shape[1]]
+        weights += marker_weights @ markers.indicator_.T
+    return classes, weights
+
+
+def reasons(
+    pipeline: Pipeline, X: sparse.csr_matrix, predicted: np.ndarray, k: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """The up to `k` tags of each row that pushed most towards its predicted group.
+
+    Returned as CSR-style arrays (offsets of length rows + 1, tag indices into the pipeline's
+    vocabulary), so millions of rows never become Python lists.
+    """
+    classes, weights = tag_weights(pipeline)
+    class_index = np.searchsorted(classes, predicted)
+    X = sparse.csr_matrix(X)
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    cols = X.indices
+    contribution = weights[class_index[rows], cols]
+    keep = contribution > 0
+    rows, cols, contribution = rows[keep], cols[keep], contribution[keep]
+    order = np.lexsort((-contribution, rows))
+    rows, cols = rows[order], cols[order]
+    starts = np.searchsorted(rows, np.arange(X.shape[0]))
+    rank = np.arange(len(rows)) - starts[rows]
+    top = rank < k
+    rows, cols = rows[top], cols[top]
+    offsets = np.zeros(X.shape[0] + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=X.shape[0]), out=offsets[1:])
+    return offsets, cols.astype(np.int32)
+
+
+def explain(pipeline: Pipeline, tags: pd.DataFrame, k: int = 3) -> list[dict]:
+    """Prediction, probability and reasons for products given as raw tag lists."""
+    X = pipeline.named_steps["tags"].transform(tags)
+    groups, probability = predict_matrix(pipeline, X)
+    offsets, cols = reasons(pipeline, X, groups, k)
+    features = pipeline.named_steps["tags"].features
+    return [
+        {
+            "nova_group": int(groups[i]),
+            "probability": float(probability[i]),
+            "reasons": [features[c] for c in cols[offsets[i] : offsets[i + 1]]],
+        }
+        for i in range(len(groups))
+    ]
 
 
 def example_input() -> pd.DataFrame:

@@ -15,7 +15,9 @@ import pyarrow as pa
 from sklearn.pipeline import Pipeline
 
 from nova_assets.lib.features import tag_matrix
-from nova_assets.lib.models import predict_matrix
+from nova_assets.lib.models import predict_matrix, reasons
+
+REASONS_PER_PRODUCT = 3
 
 PREDICTIONS_DDL = """
 CREATE OR REPLACE TABLE nova_predictions (
@@ -23,6 +25,7 @@ CREATE OR REPLACE TABLE nova_predictions (
     predicted_nova_group TINYINT NOT NULL,
     probability DOUBLE NOT NULL,
     model_version INTEGER NOT NULL,
+    reasons VARCHAR[] NOT NULL,
     predicted_at TIMESTAMP NOT NULL DEFAULT current_timestamp
 )
 """
@@ -54,14 +57,16 @@ def write_predictions(
     *,
     batch_rows: int = 2_000_000,
 ) -> PredictionStats:
-    """Replace `nova_predictions` with `pipeline`'s group and probability for each unlabelled
-    product that has ingredients; the old table stays if anything fails.
+    """Replace `nova_predictions` with `pipeline`'s group, probability and top reasons (the
+    tags that pushed most towards that group) for each unlabelled product that has
+    ingredients; the old table stays if anything fails.
 
     Codes are unique because `products.code` is its primary key; the table has no index of its
     own, which would cost more than the scoring itself.
     """
     start = time.perf_counter()
     features = list(pipeline.named_steps["tags"].features)
+    feature_names = pa.array(features, pa.string())
     end = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM products").fetchall()[0][0]
     total = 0
     batches = 0
@@ -79,18 +84,22 @@ def write_predictions(
             total += batch.X.shape[0]
             groups, probability = predict_matrix(pipeline, batch.X)
             probability_sum += float(probability.sum())
+            offsets, reason_ids = reasons(pipeline, batch.X, groups, REASONS_PER_PRODUCT)
             scored = pa.table(
                 {
                     "code": batch.codes,
                     "predicted_nova_group": groups,
                     "probability": probability.astype(np.float64),
                     "model_version": np.full(len(groups), model_version, dtype=np.int32),
+                    "reasons": pa.ListArray.from_arrays(
+                        pa.array(offsets, pa.int32()), feature_names.take(pa.array(reason_ids))
+                    ),
                 }
             )
             con.register("scored_batch", scored)
             try:
                 con.execute(
-                    "INSERT INTO nova_predictions (code, predicted_nova_group, probability, model_version) "
+                    "INSERT INTO nova_predictions (code, predicted_nova_group, probability, model_version, reasons) "
                     "SELECT * FROM scored_batch"
                 )
             finally:

@@ -15,6 +15,7 @@ from mlflow.exceptions import MlflowException
 EXPERIMENT = "nova"
 MODEL_NAME = "nova-group-classifier"
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 
 
 def ensure_experiment(tracking_uri: str, artifact_root: Path, name: str = EXPERIMENT) -> str:

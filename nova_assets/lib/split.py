@@ -7,8 +7,10 @@ Python, on every machine and Python version (unlike Python's salted `hash()`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import duckdb
+import numpy as np
 
 TEST_PERCENT = 20
 
@@ -17,6 +19,20 @@ def split_of(code: str, test_percent: int = TEST_PERCENT) -> str:
     """'test' or 'train' for one code; the reference for `split_sql`."""
     bucket = int(hashlib.md5(code.encode("utf-8")).hexdigest()[:8], 16) % 100
     return "test" if bucket < test_percent else "train"
+
+
+def validation_mask(codes: Sequence[str], percent: int = 20) -> np.ndarray:
+    """Which training codes form the validation set used to choose a model.
+
+    A salted md5 bucket, so the carve-out is as stable as the test split and independent of it;
+    test codes never reach this function.
+    """
+    buckets = np.fromiter(
+        (int(hashlib.md5(f"validation:{c}".encode()).hexdigest()[:8], 16) % 100 for c in codes),
+        dtype=np.int64,
+        count=len(codes),
+    )
+    return buckets < percent
 
 
 def split_sql(column: str = "code", test_percent: int = TEST_PERCENT) -> str:

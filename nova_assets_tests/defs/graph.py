@@ -66,8 +66,10 @@ def registry_state() -> dict:
     return {"versions": versions, "champion": champion}
 
 
-def mlflow_runs() -> list:
+def mlflow_runs(nested: bool = False) -> list:
+    """The experiment's runs: one per Dagster run, or with `nested` also the candidates' runs."""
     uri = data_paths().mlflow_tracking_uri
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
-    return client.search_runs([experiment.experiment_id]) if experiment else []
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    return runs if nested else [r for r in runs if "mlflow.parentRunId" not in r.data.tags]

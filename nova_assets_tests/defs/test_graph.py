@@ -7,8 +7,10 @@ from pathlib import Path
 import duckdb
 import pytest
 from dagster import DagsterInstance
+from mlflow import MlflowClient
 
 from nova_assets.lib.paths import SAMPLE_DUMP, data_paths
+from nova_assets.lib.registry import MODEL_NAME
 from nova_assets_tests.conftest import set_field, write_dump
 from nova_assets_tests.defs.graph import (
     failure_text,
@@ -94,9 +96,25 @@ def test_mlflow_run_finished_version_registered_and_champion(graph):
     run = runs[0]
     assert run.info.status == "FINISHED"
     assert run.data.tags["dagster_run_id"] == graph["result"].run_id
-    assert {"C", "features", "train_rows"} <= set(run.data.params)
-    assert {"test_accuracy", "test_macro_f1", "train_accuracy"} <= set(run.data.metrics)
+    assert {"candidates", "model", "features", "train_rows"} <= set(run.data.params)
+    assert {"test_accuracy", "test_macro_f1", "train_accuracy", "validation_macro_f1"} <= set(
+        run.data.metrics
+    )
     assert registry_state() == {"versions": [1], "champion": "1"}
+    # Every candidate setting is a finished child run with its validation score; the chosen
+    # model is the best of them.
+    children = [r for r in mlflow_runs(nested=True) if r.info.run_id != run.info.run_id]
+    assert children and all(r.data.tags["mlflow.parentRunId"] == run.info.run_id for r in children)
+    assert all(r.info.status == "FINISHED" for r in children)
+    kinds = {r.data.params["model"] for r in children}
+    assert kinds >= {"reference_bernoulli_nb", "logistic_regression", "marker_logistic_regression"}
+    best = max(r.data.metrics["validation_macro_f1"] for r in children)
+    assert run.data.metrics["validation_macro_f1"] == best
+    client = MlflowClient(tracking_uri=data_paths().mlflow_tracking_uri)
+    version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
+    assert str(version.version) == "1"
+    assert version.tags["model_kind"] == run.data.params["model"]
+    assert len(version.tags["git_commit"]) == 40 or version.tags["git_commit"] == "unknown"
     assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(data_paths().root)
 
 
@@ -126,6 +144,8 @@ def test_same_dump_again_makes_a_tied_version_and_keeps_the_champion(graph):
     result, _ = run_graph(graph["instance"])
     assert result.success, failure_text(result)
     assert registry_state() == {"versions": [1, 2], "champion": "1"}
+    client = MlflowClient(tracking_uri=data_paths().mlflow_tracking_uri)
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "challenger").version) == "2"
     after = warehouse_state()
     for table in ("products", "test_split", "feature_vocabulary"):
         assert after[table] == before[table], table

@@ -34,8 +34,13 @@ class DagsterDev:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (root / "dagster_dev.log").open("w")
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MLFLOW_", "NOVA_", "DAGSTER_"))
+        }
         self.env = {
-            **os.environ,
+            **inherited,
             "DAGSTER_HOME": str(self.home),
             "NOVA_DATA_DIR": str(root / "data"),
             "NOVA_SENSOR_SECONDS": "5",

@@ -3,7 +3,21 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from nova_assets.lib.models import example_input, fit_pipeline, predict_matrix
+from nova_assets.lib.features import split_feature
+from nova_assets.lib.models import (
+    MarkerFeatures,
+    best_trial,
+    example_input,
+    explain,
+    fit_pipeline,
+    parameter_grid,
+    predict_matrix,
+    reasons,
+    tag_weights,
+    tune,
+)
+from nova_assets.lib.nova_rules import marker_group
+from nova_assets.lib.split import validation_mask
 
 FEATURES = [
     "additives:en:e322",
@@ -66,3 +80,134 @@ def test_unknown_kind_is_refused():
 def test_example_input_has_every_column_filled():
     example = example_input()
     assert all(len(cell) > 0 for column in example for cell in example[column])
+
+
+def marker_data(n: int = 600, seed: int = 0):
+    """Products labelled by OFF's rule (the highest marker group present, else 1)."""
+    rng = np.random.default_rng(seed)
+    tags = [
+        "ingredients:en:water",
+        "ingredients:en:salt",
+        "categories:en:sugars",
+        "additives:en:e322",
+        "ingredients:en:flavouring",
+        "ingredients:en:carrot",
+    ]
+    groups = [marker_group(*split_feature(t)) or 1 for t in tags]
+    X = (rng.random((n, len(tags))) < 0.25).astype(np.float32)
+    y = np.array([max([g for g, x in zip(groups, row, strict=True) if x] or [1]) for row in X])
+    return sparse.csr_matrix(X), y.astype(np.int8), tags
+
+
+def test_marker_features_add_the_highest_marker_group():
+    X, y, tags = marker_data(50)
+    markers = MarkerFeatures(tags).fit()
+    out = markers.transform(X).toarray()
+    names = markers.feature_names()
+    assert out.shape[1] == len(tags) + len(names)
+    highest = out[:, len(tags) + names.index("markers:highest:group-1") :]
+    assert (highest.sum(axis=1) == 1).all()
+    assert list(highest.argmax(axis=1) + 1) == list(y)
+
+
+def test_marker_model_learns_the_rule_exactly():
+    X, y, tags = marker_data()
+    pipeline = fit_pipeline("marker_logistic_regression", X, y, tags, C=10.0)
+    predicted, _ = predict_matrix(pipeline, X)
+    assert (predicted == y).all()
+
+
+def test_tuning_scores_every_setting_on_held_out_rows_and_picks_the_best():
+    X, y, tags = marker_data(800)
+    validation = np.arange(len(y)) % 5 == 0
+    seen = []
+    trials = tune(
+        ["reference_bernoulli_nb", "marker_logistic_regression"],
+        {"alpha": [0.1, 1.0], "C": [0.01, 10.0], "max_depth": [3]},
+        X,
+        y,
+        tags,
+        validation,
+        on_trial=seen.append,
+    )
+    assert [(t.kind, t.params) for t in trials] == [
+        ("reference_bernoulli_nb", {"alpha": 0.1}),
+        ("reference_bernoulli_nb", {"alpha": 1.0}),
+        ("marker_logistic_regression", {"C": 0.01}),
+        ("marker_logistic_regression", {"C": 10.0}),
+    ]
+    assert seen == trials
+    assert all(t.validation_rows == validation.sum() for t in trials)
+    assert all(t.train_rows == (~validation).sum() for t in trials)
+    best = best_trial(trials)
+    assert best.macro_f1 == max(t.macro_f1 for t in trials)
+    assert best.kind == "marker_logistic_regression"
+    assert best_trial(trials, "reference_bernoulli_nb").kind == "reference_bernoulli_nb"
+
+
+def test_tuning_caps_the_rows_each_trial_fits_on():
+    X, y, tags = marker_data(800)
+    validation = np.arange(len(y)) % 5 == 0
+    trials = tune(["logistic_regression"], {"C": [1.0]}, X, y, tags, validation, max_rows=100)
+    assert trials[0].train_rows == 100
+
+
+def test_ties_go_to_the_earlier_candidate():
+    X, y, tags = marker_data(400)
+    validation = np.arange(len(y)) % 4 == 0
+    trials = tune(["marker_logistic_regression"], {"C": [5.0, 10.0]}, X, y, tags, validation)
+    assert trials[0].macro_f1 == trials[1].macro_f1 == 1.0
+    assert best_trial(trials) is trials[0]
+
+
+def test_parameter_grid_keeps_what_each_kind_accepts():
+    grids = {"C": [1, 2], "alpha": [0.5], "max_depth": [4, 8]}
+    assert parameter_grid("reference_bernoulli_nb", grids) == [{"alpha": 0.5}]
+    assert parameter_grid("marker_decision_tree", grids) == [{"max_depth": 4}, {"max_depth": 8}]
+    with pytest.raises(ValueError, match="unknown model kind 'svm'"):
+        parameter_grid("svm", grids)
+
+
+@pytest.mark.parametrize(
+    "kind", ["logistic_regression", "reference_bernoulli_nb", "marker_decision_tree"]
+)
+def test_reasons_are_present_tags_that_favour_the_prediction(kind):
+    X, y, tags = marker_data()
+    pipeline = fit_pipeline(kind, X, y, tags)
+    used = list(pipeline.named_steps["tags"].features)
+    X_used = X[:, [tags.index(f) for f in used]]
+    predicted, _ = predict_matrix(pipeline, X_used)
+    offsets, cols = reasons(pipeline, X_used, predicted, k=2)
+    assert len(offsets) == X.shape[0] + 1 and (np.diff(offsets) <= 2).all()
+    classes, weights = tag_weights(pipeline)
+    dense = X_used.toarray()
+    for row in range(X.shape[0]):
+        chosen = cols[offsets[row] : offsets[row + 1]]
+        assert all(dense[row, c] == 1 for c in chosen)
+        w = weights[list(classes).index(predicted[row])]
+        assert all(w[c] > 0 for c in chosen)
+        assert list(w[chosen]) == sorted(w[chosen], reverse=True)
+
+
+def test_explain_gives_group_probability_and_reasons_for_raw_tags():
+    X, y, tags = marker_data()
+    pipeline = fit_pipeline("marker_logistic_regression", X, y, tags, C=10.0)
+    raw = pd.DataFrame(
+        {
+            "ingredients_tags": [["en:water", "en:flavouring"], ["en:carrot"]],
+            "additives_tags": [[], []],
+            "categories_tags": [[], []],
+        }
+    )
+    first, second = explain(pipeline, raw)
+    assert first["nova_group"] == 4 and "ingredients:en:flavouring" in first["reasons"]
+    assert second["nova_group"] == 1
+    assert 0.5 < first["probability"] <= 1
+
+
+def test_validation_mask_is_stable_and_about_the_asked_share():
+    codes = [f"{i:013d}" for i in range(5000)]
+    mask = validation_mask(codes, 20)
+    assert (mask == validation_mask(list(reversed(codes)), 20)[::-1]).all()
+    assert 0.17 < mask.mean() < 0.23
+    assert not (mask & ~validation_mask(codes, 30)).any()

@@ -2,6 +2,9 @@ import duckdb
 import numpy as np
 import pytest
 from scipy import sparse
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
 
 from nova_assets.lib.models import fit_pipeline
 from nova_assets.lib.predictions import write_predictions
@@ -74,9 +77,20 @@ def test_a_failing_batch_keeps_the_previous_table(con, pipeline):
     write_predictions(con, pipeline, 1)
     before = con.execute("SELECT * FROM nova_predictions ORDER BY code").fetchall()
 
-    class Broken:
-        named_steps = {"tags": pipeline.named_steps["tags"], "classifier": None}
-
-    with pytest.raises(AttributeError):
-        write_predictions(con, Broken(), 2, batch_rows=2)
+    unfitted = Pipeline(
+        [("tags", pipeline.named_steps["tags"]), ("classifier", LogisticRegression())]
+    )
+    with pytest.raises(NotFittedError):
+        write_predictions(con, unfitted, 2, batch_rows=2)
     assert con.execute("SELECT * FROM nova_predictions ORDER BY code").fetchall() == before
+
+
+def test_reasons_are_tags_of_the_product_that_favour_its_group(con, pipeline):
+    write_predictions(con, pipeline, 1)
+    rows = dict(con.execute("SELECT code, reasons FROM nova_predictions").fetchall())
+    # 'b' (sugar + e322) is predicted 4: e322 is what tells it from group 2.
+    assert rows["b"][0] == "additives:en:e322"
+    assert set(rows["b"]) <= {"additives:en:e322", "ingredients:en:sugar"}
+    assert rows["a"] == ["ingredients:en:water"]
+    # A product with no known tag has no reason to give.
+    assert rows["f"] == []
