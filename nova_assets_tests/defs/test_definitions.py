@@ -75,9 +75,8 @@ def test_sensors_and_schedule_run_by_default(data_dir):
 
 
 def test_instance_settings_allow_one_run_and_one_warehouse_step(tmp_path):
-    linked = REPO_ROOT / "data" / "dagster_home" / "dagster.yaml"
-    assert linked.resolve() == (REPO_ROOT / "dagster.yaml").resolve()
-    (tmp_path / "dagster.yaml").write_text(linked.read_text())
+    settings = REPO_ROOT / "data" / "dagster_home" / "dagster.yaml"
+    (tmp_path / "dagster.yaml").write_text(settings.read_text())
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         config = instance.get_concurrency_config()
         assert config.run_queue_config.max_concurrent_runs == 1
@@ -96,6 +95,9 @@ def test_workspace_and_dg_config_agree():
     modules = [entry["python_module"]["module_name"] for entry in workspace["load_from"]]
     assert modules == [f"{root_module}.definitions"]
     assert pyproject["tool"]["dg"]["project"]["defs_module"] == f"{root_module}.defs"
+    # One name for the code location, whether `dg` or `dagster dev` loads it.
+    names = [entry["python_module"]["location_name"] for entry in workspace["load_from"]]
+    assert names == [pyproject["tool"]["dg"]["project"]["code_location_name"]]
 
 
 def test_resources_follow_the_data_dir(data_dir, monkeypatch):

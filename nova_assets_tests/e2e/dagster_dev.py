@@ -30,7 +30,9 @@ class DagsterDev:
         self.root = root
         self.home = root / "dagster_home"
         self.home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO_ROOT / "dagster.yaml", self.home / "dagster.yaml")
+        shutil.copy(
+            REPO_ROOT / "data" / "dagster_home" / "dagster.yaml", self.home / "dagster.yaml"
+        )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (root / "dagster_dev.log").open("w")
