@@ -161,6 +161,20 @@ def test_same_dump_again_makes_a_tied_version_and_keeps_the_champion(graph):
     assert all(r.info.status == "FINISHED" for r in mlflow_runs())
 
 
+def test_rolling_back_the_champion_alias_is_what_predictions_use(graph):
+    """A user moves `champion` in the MLflow UI; the next nova_predictions follows it."""
+    client = MlflowClient(tracking_uri=data_paths().mlflow_tracking_uri)
+    client.set_registered_model_alias(MODEL_NAME, "champion", "2")
+    try:
+        result, _ = run_graph(graph["instance"], ["nova_predictions"])
+        assert result.success, failure_text(result)
+        with duckdb.connect(str(data_paths().warehouse), read_only=True) as con:
+            versions = con.execute("SELECT DISTINCT model_version FROM nova_predictions").fetchall()
+        assert versions == [(2,)]
+    finally:
+        client.set_registered_model_alias(MODEL_NAME, "champion", "1")
+
+
 def bad_dumps(tmp: Path, lines: list[str]) -> dict[str, tuple[Path, str]]:
     header = lines[0].split("\t")
     drop = header.index("ingredients_tags")
