@@ -115,14 +115,23 @@ class MarkerFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: sparse.csr_matrix) -> sparse.csr_matrix:
+        present, highest = self._markers(X)
+        one_hot = highest[:, None] == np.arange(1, 5)[None, :]
+        extra = np.hstack([present, one_hot]).astype(np.float32)
+        return sparse.hstack([X, sparse.csr_matrix(extra)], format="csr")
+
+    def highest_group(self, X: sparse.csr_matrix) -> np.ndarray:
+        """Per row, the highest group among its marker tags (1 when it has none)."""
+        return self._markers(X)[1]
+
+    def _markers(self, X: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         if not hasattr(self, "indicator_"):
             self.fit()
         present = np.asarray(X @ self.indicator_) > 0
         by_group = present.reshape(len(present), len(FAMILIES), len(MARKER_GROUPS)).any(axis=1)
-        highest = np.where(by_group[:, ::-1].any(axis=1), 4 - by_group[:, ::-1].argmax(axis=1), 1)
-        one_hot = highest[:, None] == np.arange(1, 5)[None, :]
-        extra = np.hstack([present, one_hot]).astype(np.float32)
-        return sparse.hstack([X, sparse.csr_matrix(extra)], format="csr")
+        found = by_group[:, ::-1]
+        highest = np.where(found.any(axis=1), MARKER_GROUPS[-1] - found.argmax(axis=1), 1)
+        return present, highest
 
     def feature_names(self) -> list[str]:
         """Names of the appended columns, in order."""
@@ -304,16 +313,10 @@ def predict_matrix(pipeline: Pipeline, X: sparse.csr_matrix) -> tuple[np.ndarray
     return classes[best].astype(np.int8), proba[np.arange(len(best)), best]
 
 
-def tag_weights(pipeline: Pipeline) -> tuple[np.ndarray, np.ndarray]:
-    """How much each vocabulary tag weighs for each class: (classes, weights[class, tag]).
-
-    Linear models: their coefficients, with a marker column's weight added to every tag that
-    is such a marker. Naive Bayes: how much more likely the tag is under the class than on
-    average (log scale). Trees: the tag's importance, the same for every class.
-    """
+def _classifier_weights(pipeline: Pipeline) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, weights[class, column]) over every column the classifier sees."""
     classifier = pipeline.named_steps["classifier"]
     classes = np.asarray(classifier.classes_)
-    n_tags = len(pipeline.named_steps["tags"].features)
     if hasattr(classifier, "coef_"):
         W = np.asarray(classifier.coef_, dtype=np.float64)
         if W.shape[0] == 1 and len(classes) == 2:
@@ -324,12 +327,34 @@ def tag_weights(pipeline: Pipeline) -> tuple[np.ndarray, np.ndarray]:
         W = np.tile(classifier.feature_importances_, (len(classes), 1))
     else:
         raise TypeError(f"cannot weigh the features of {type(classifier).__name__}")
+    return classes, W
+
+
+def tag_weights(pipeline: Pipeline, *, highest: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """How much each vocabulary tag weighs for each class: (classes, weights[class, tag]).
+
+    Linear models: their coefficients. Naive Bayes: how much more likely the tag is under the
+    class than on average (log scale). Trees: the tag's importance, the same for every class.
+    A marker column's weight is added to the tags that set it: "has a group-g marker" to every
+    group-g marker of that family, and (with `highest`) "the highest marker is g" to every
+    group-g marker, as if it were the product's highest.
+    """
+    classes, W = _classifier_weights(pipeline)
+    n_tags = len(pipeline.named_steps["tags"].features)
     weights = W[:, :n_tags].copy()
     markers = pipeline.named_steps.get("markers")
     if markers is not None:
-        marker_weights = W[:, n_tags : n_tags + markers.indicator_.shape[1]]
-        weights += marker_weights @ markers.indicator_.T
+        n_family = markers.indicator_.shape[1]
+        weights += W[:, n_tags : n_tags + n_family] @ markers.indicator_.T
+        if highest:
+            weights += _highest_weights(W, n_tags + n_family, markers.marker_groups_)
     return classes, weights
+
+
+def _highest_weights(W: np.ndarray, first: int, marker_groups: np.ndarray) -> np.ndarray:
+    """Each marker tag's share of the "highest marker group" columns: that of its own group."""
+    highest = W[:, first : first + 4]
+    return np.where(marker_groups > 0, highest[:, np.maximum(marker_groups, 1) - 1], 0.0)
 
 
 def reasons(
@@ -337,15 +362,24 @@ def reasons(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The up to `k` tags of each row that pushed most towards its predicted group.
 
+    A tag counts its own weight, its marker family column's, and the "highest marker group"
+    column's only where it is of the row's highest group (it is what set that column).
     Returned as CSR-style arrays (offsets of length rows + 1, tag indices into the pipeline's
     vocabulary), so millions of rows never become Python lists.
     """
-    classes, weights = tag_weights(pipeline)
+    classes, weights = tag_weights(pipeline, highest=False)
     class_index = np.searchsorted(classes, predicted)
     X = sparse.csr_matrix(X)
     rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
     cols = X.indices
     contribution = weights[class_index[rows], cols]
+    markers = pipeline.named_steps.get("markers")
+    if markers is not None:
+        _, W = _classifier_weights(pipeline)
+        first = len(pipeline.named_steps["tags"].features) + markers.indicator_.shape[1]
+        highest = _highest_weights(W, first, markers.marker_groups_)
+        sets_highest = markers.marker_groups_[cols] == markers.highest_group(X)[rows]
+        contribution = contribution + np.where(sets_highest, highest[class_index[rows], cols], 0.0)
     keep = contribution > 0
     rows, cols, contribution = rows[keep], cols[keep], contribution[keep]
     order = np.lexsort((-contribution, rows))

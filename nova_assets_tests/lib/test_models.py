@@ -168,9 +168,7 @@ def test_parameter_grid_keeps_what_each_kind_accepts():
         parameter_grid("svm", grids)
 
 
-@pytest.mark.parametrize(
-    "kind", ["logistic_regression", "reference_bernoulli_nb", "marker_decision_tree"]
-)
+@pytest.mark.parametrize("kind", ["logistic_regression", "reference_bernoulli_nb"])
 def test_reasons_are_present_tags_that_favour_the_prediction(kind):
     X, y, tags = marker_data()
     pipeline = fit_pipeline(kind, X, y, tags)
@@ -187,6 +185,20 @@ def test_reasons_are_present_tags_that_favour_the_prediction(kind):
         w = weights[list(classes).index(predicted[row])]
         assert all(w[c] > 0 for c in chosen)
         assert list(w[chosen]) == sorted(w[chosen], reverse=True)
+
+
+def test_a_marker_models_first_reason_is_a_marker_of_the_predicted_group():
+    X, y, tags = marker_data()
+    pipeline = fit_pipeline("marker_logistic_regression", X, y, tags, C=10.0)
+    predicted, _ = predict_matrix(pipeline, X)
+    offsets, cols = reasons(pipeline, X, predicted, k=3)
+    groups = [marker_group(*split_feature(t)) or 1 for t in tags]
+    checked = 0
+    for row in np.flatnonzero(predicted > 1):
+        first = cols[offsets[row]]
+        assert groups[first] == predicted[row], (row, tags[first])
+        checked += 1
+    assert checked > 100
 
 
 def test_explain_gives_group_probability_and_reasons_for_raw_tags():
