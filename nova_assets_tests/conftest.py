@@ -5,6 +5,7 @@ import http.server
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -13,8 +14,8 @@ import pytest
 from nova_assets.lib.paths import SAMPLE_DUMP
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_mlflow_settings() -> Iterator[None]:
+@contextmanager
+def _mlflow_settings_restored() -> Iterator[None]:
     """Undo what `mlflow.set_tracking_uri` leaves behind: it also sets MLFLOW_TRACKING_URI in
     os.environ, which later tests and the processes they start would inherit."""
     saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
@@ -25,6 +26,18 @@ def no_leaked_mlflow_settings() -> Iterator[None]:
         if key not in saved:
             del os.environ[key]
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_mlflow_settings() -> Iterator[None]:
+    with _mlflow_settings_restored():
+        yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_leaked_mlflow_settings_from_module_fixtures() -> Iterator[None]:
+    with _mlflow_settings_restored():
+        yield
 
 
 @pytest.fixture(scope="session")

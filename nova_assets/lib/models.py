@@ -28,8 +28,12 @@ from nova_assets.lib.features import FAMILIES, split_feature
 from nova_assets.lib.nova_rules import marker_group
 
 INPUT_COLUMNS = tuple(f"{family}_tags" for family in FAMILIES)
-# Our own types in a Pipeline, declared safe for MLflow's default skops serialisation.
-TRUSTED_TYPES = ["nova_assets.lib.models.TagVectorizer", "nova_assets.lib.models.MarkerFeatures"]
+# Types in our Pipelines that skops (MLflow's default serialisation) does not trust by itself.
+TRUSTED_TYPES = [
+    "nova_assets.lib.models.TagVectorizer",
+    "nova_assets.lib.models.MarkerFeatures",
+    "sklearn.tree._tree.Tree",
+]
 
 
 def _as_tags(value) -> list[str]:

@@ -1,3 +1,4 @@
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -5,6 +6,8 @@ from scipy import sparse
 
 from nova_assets.lib.features import split_feature
 from nova_assets.lib.models import (
+    MODEL_KINDS,
+    TRUSTED_TYPES,
     MarkerFeatures,
     best_trial,
     example_input,
@@ -223,3 +226,18 @@ def test_validation_mask_is_stable_and_about_the_asked_share():
     assert (mask == validation_mask(list(reversed(codes)), 20)[::-1]).all()
     assert 0.17 < mask.mean() < 0.23
     assert not (mask & ~validation_mask(codes, 30)).any()
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_every_candidate_survives_mlflow_logging_and_loading(kind, tmp_path):
+    """Whichever candidate wins must log with skops (only trusted types) and load back."""
+    X, y, tags = marker_data()
+    pipeline = fit_pipeline(kind, X, y, tags)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("t", artifact_location=(tmp_path / "a").as_uri())
+    example = example_input()
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(pipeline, name="model", skops_trusted_types=TRUSTED_TYPES)
+    loaded = mlflow.sklearn.load_model(info.model_uri)
+    assert list(loaded.predict(example)) == list(pipeline.predict(example))
