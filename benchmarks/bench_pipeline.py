@@ -35,6 +35,7 @@ ASSETS = (
     "nova_model",
     "evaluation_report",
     "champion_model",
+    "nova_drift",
     "nova_predictions",
 )
 
@@ -221,7 +222,7 @@ def report(results: list[dict]) -> None:
             ys = [r["reference"]["seconds"] for r in results]
             print(f"scaling exponent, classic reference: {slope(xs, ys):.2f}")
     last = results[-1]
-    predictions = last["steps"][-1]["metadata"].get("rows_per_second")
+    predictions = last["steps"][ASSETS.index("nova_predictions")]["metadata"].get("rows_per_second")
     if predictions:
         print(f"batch predictions at {last['rows']:,} rows: {predictions:,.0f} rows/s")
     print("BENCH_JSON " + json.dumps(results))

@@ -271,7 +271,7 @@ def tune(
             start = time.perf_counter()
             pipeline = fit_pipeline(kind, X_fit, y_fit, features, **params)
             seconds = time.perf_counter() - start
-            predicted, _ = predict_matrix(pipeline, _columns_for(pipeline, X_val, features))
+            predicted, _ = predict_matrix(pipeline, columns_for(pipeline, X_val, features))
             # Macro over the groups present (in truth or prediction): a group the validation
             # rows lack and the model never predicts is no error, and must not count as F1 0.
             present = sorted(set(y_val.tolist()) | set(predicted.tolist()))
@@ -300,8 +300,10 @@ def best_trial(trials: Sequence[Trial], kind: str | None = None) -> Trial:
     return max(enumerate(pool), key=lambda it: (it[1].macro_f1, it[1].accuracy, -it[0]))[1]
 
 
-def _columns_for(pipeline: Pipeline, X: sparse.csr_matrix, features: Sequence[str]):
-    """X restricted to the columns `pipeline` reads, in its order."""
+def columns_for(
+    pipeline: Pipeline, X: sparse.csr_matrix, features: Sequence[str]
+) -> sparse.csr_matrix:
+    """X (columns `features`) restricted to the columns `pipeline` reads, in its order."""
     used = pipeline.named_steps["tags"].features
     if list(used) == list(features):
         return X

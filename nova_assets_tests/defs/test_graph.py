@@ -53,6 +53,7 @@ def test_every_asset_and_check_succeeds_on_the_sample(graph):
         "evaluation_report",
         "champion_model",
         "nova_predictions",
+        "nova_drift",
     }
     checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks and all(checks.values()), checks

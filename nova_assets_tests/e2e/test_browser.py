@@ -35,6 +35,7 @@ ASSETS = [
     "evaluation_report",
     "champion_model",
     "nova_predictions",
+    "nova_drift",
 ]
 IN_PROGRESS = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 # The "Join the Dagster community" dialog covers the page on a first visit; this marks it seen.

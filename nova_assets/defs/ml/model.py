@@ -18,6 +18,7 @@ from nova_assets.lib.models import (
     TRUSTED_TYPES,
     Trial,
     best_trial,
+    columns_for,
     example_input,
     fit_pipeline,
     predict_matrix,
@@ -166,7 +167,7 @@ def nova_model(context: dg.AssetExecutionContext, config: ModelConfig) -> dg.Mat
             registered_model_name=MODEL_NAME,
             skops_trusted_types=TRUSTED_TYPES,
         )
-        train_predicted, _ = predict_matrix(model, train.X)
+        train_predicted, _ = predict_matrix(model, columns_for(model, train.X, train.features))
         train_accuracy = float(np.mean(train_predicted == train.labels))
         mlflow.log_metric("train_accuracy", train_accuracy)
         version = str(info.registered_model_version)

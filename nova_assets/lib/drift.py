@@ -1,0 +1,640 @@
+"""Drift between the newest dump and the one measured before it, set-wise in DuckDB.
+
+The warehouse keeps only the newest `products`, so a comparison needs something of the
+previous dump. Kept here, and nowhere else:
+
+- `nova_drift`: one row of figures per dump measured (the history the asset's plots show);
+- `drift_labels`: (dump, code, group) of every labelled product, for the newest two dumps only;
+- `drift_tags`: (dump, family, tag, products) of every tag, for the newest two dumps only.
+
+A dump is never loaded into Python: only the products whose label changed are, to be scored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from nova_assets.lib.features import FAMILIES, _tag_pairs_sql, tag_matrix
+from nova_assets.lib.models import predict_matrix
+from nova_assets.lib.warehouse import table_exists
+
+GROUPS = (1, 2, 3, 4)
+EXAMPLES = 5
+"""New and vanished tags shown per family (the most frequent first)."""
+
+HISTORY_DDL = """
+CREATE TABLE IF NOT EXISTS nova_drift (
+    dump_sha256 VARCHAR PRIMARY KEY,
+    previous_sha256 VARCHAR,
+    seq BIGINT NOT NULL,
+    measured_at TIMESTAMP NOT NULL,
+    min_count INTEGER NOT NULL,
+    products BIGINT NOT NULL,
+    labelled BIGINT NOT NULL,
+    labelled_share DOUBLE NOT NULL,
+    share_1 DOUBLE NOT NULL,
+    share_2 DOUBLE NOT NULL,
+    share_3 DOUBLE NOT NULL,
+    share_4 DOUBLE NOT NULL,
+    vocabulary BIGINT NOT NULL,
+    class_share_distance DOUBLE,
+    labelled_share_change DOUBLE,
+    new_vocabulary BIGINT,
+    vanished_vocabulary BIGINT,
+    vocabulary_change_share DOUBLE,
+    common_labelled BIGINT,
+    changed_labels BIGINT,
+    changed_label_share DOUBLE,
+    champion_version VARCHAR,
+    champion_rows BIGINT,
+    champion_accuracy DOUBLE,
+    champion_test_rows BIGINT,
+    champion_test_accuracy DOUBLE,
+    details VARCHAR
+)
+"""
+LABELS_DDL = """
+CREATE TABLE IF NOT EXISTS drift_labels (
+    dump_sha256 VARCHAR NOT NULL, code VARCHAR NOT NULL, nova_group TINYINT NOT NULL
+)
+"""
+TAGS_DDL = """
+CREATE TABLE IF NOT EXISTS drift_tags (
+    dump_sha256 VARCHAR NOT NULL, family VARCHAR NOT NULL, tag VARCHAR NOT NULL,
+    products BIGINT NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One dump as drift sees it: product counts, class shares and vocabulary sizes."""
+
+    dump_sha256: str
+    products: int
+    labelled: int
+    shares: dict[int, float]
+    """Share of each group among labelled products (all 0 when none is labelled)."""
+    vocabulary: dict[str, int]
+    """Tags per family carried by at least `min_count` products."""
+
+    @property
+    def labelled_share(self) -> float:
+        return self.labelled / self.products if self.products else 0.0
+
+
+@dataclass(frozen=True)
+class VocabularyChange:
+    """One family: a tag is new when it reaches `min_count` products now and was in none
+    before, vanished when it had `min_count` before and is in none now (a tag that merely
+    crosses the threshold is neither: that is sampling noise, not a new word)."""
+
+    family: str
+    previous: int
+    current: int
+    new: int
+    vanished: int
+    union: int
+    new_examples: list[str]
+    vanished_examples: list[str]
+
+
+@dataclass(frozen=True)
+class LabelChanges:
+    """Products labelled in both dumps, and those whose group changed."""
+
+    common_labelled: int
+    changed: int
+    transitions: dict[tuple[int, int], int]
+
+    @property
+    def share(self) -> float | None:
+        return self.changed / self.common_labelled if self.common_labelled else None
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The model asked about changed labels: its registry version and the pipeline."""
+
+    version: str
+    pipeline: Pipeline
+
+
+@dataclass(frozen=True)
+class ChampionScore:
+    """The champion on the products whose label changed (their new label is the truth), and
+    on those of them in the test split, which no model has trained on."""
+
+    version: str
+    rows: int
+    accuracy: float | None
+    test_rows: int
+    test_accuracy: float | None
+
+
+@dataclass
+class Drift:
+    """The newest dump against the previous one measured (None for the first)."""
+
+    current: Profile
+    previous: Profile | None
+    min_count: int
+    vocabulary: list[VocabularyChange] = field(default_factory=list)
+    labels: LabelChanges | None = None
+    champion: ChampionScore | None = None
+    champion_note: str = ""
+
+    @property
+    def class_share_distance(self) -> float | None:
+        """Total variation distance between the class shares: half the sum of the absolute
+        differences, 0 (same shares) to 1 (no group in common)."""
+        if self.previous is None or not self.previous.labelled or not self.current.labelled:
+            return None
+        return 0.5 * sum(abs(self.current.shares[g] - self.previous.shares[g]) for g in GROUPS)
+
+    @property
+    def labelled_share_change(self) -> float | None:
+        if self.previous is None:
+            return None
+        return self.current.labelled_share - self.previous.labelled_share
+
+    @property
+    def new_vocabulary(self) -> int | None:
+        return sum(v.new for v in self.vocabulary) if self.previous else None
+
+    @property
+    def vanished_vocabulary(self) -> int | None:
+        return sum(v.vanished for v in self.vocabulary) if self.previous else None
+
+    @property
+    def vocabulary_change_share(self) -> float | None:
+        """New plus vanished tags over the tags of either vocabulary."""
+        union = sum(v.union for v in self.vocabulary)
+        if self.previous is None or not union:
+            return None
+        return (self.new_vocabulary + self.vanished_vocabulary) / union
+
+    def figures(self) -> dict[str, Any]:
+        """The numbers kept per dump in `nova_drift` (None where nothing was compared)."""
+        score = self.champion
+        return {
+            "dump_sha256": self.current.dump_sha256,
+            "previous_sha256": self.previous.dump_sha256 if self.previous else None,
+            "min_count": self.min_count,
+            "products": self.current.products,
+            "labelled": self.current.labelled,
+            "labelled_share": self.current.labelled_share,
+            **{f"share_{g}": self.current.shares[g] for g in GROUPS},
+            "vocabulary": sum(self.current.vocabulary.values()),
+            "class_share_distance": self.class_share_distance,
+            "labelled_share_change": self.labelled_share_change,
+            "new_vocabulary": self.new_vocabulary,
+            "vanished_vocabulary": self.vanished_vocabulary,
+            "vocabulary_change_share": self.vocabulary_change_share,
+            "common_labelled": self.labels.common_labelled if self.labels else None,
+            "changed_labels": self.labels.changed if self.labels else None,
+            "changed_label_share": self.labels.share if self.labels else None,
+            "champion_version": score.version if score else None,
+            "champion_rows": score.rows if score else None,
+            "champion_accuracy": score.accuracy if score else None,
+            "champion_test_rows": score.test_rows if score else None,
+            "champion_test_accuracy": score.test_accuracy if score else None,
+        }
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "vocabulary": [v.__dict__ for v in self.vocabulary],
+            "transitions": {
+                f"{a}->{b}": n
+                for (a, b), n in (self.labels.transitions if self.labels else {}).items()
+            },
+            "champion_note": self.champion_note,
+        }
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _profile(
+    con: duckdb.DuckDBPyConnection,
+    sha256: str,
+    products: int,
+    labels: str,
+    tags: str,
+    min_count: int,
+) -> Profile:
+    """Class shares from a (code, nova_group) relation, vocabulary from a (family, tag,
+    products) relation."""
+    counts = dict(con.execute(f"SELECT nova_group, count(*) FROM {labels} GROUP BY ALL").fetchall())
+    labelled = sum(counts.values())
+    sizes = dict(
+        con.execute(
+            f"SELECT family, count(*) FROM {tags} WHERE products >= ? GROUP BY ALL", [min_count]
+        ).fetchall()
+    )
+    return Profile(
+        dump_sha256=sha256,
+        products=products,
+        labelled=labelled,
+        shares={g: counts.get(g, 0) / labelled if labelled else 0.0 for g in GROUPS},
+        vocabulary={f: int(sizes.get(f, 0)) for f in FAMILIES},
+    )
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(HISTORY_DDL)
+    con.execute(LABELS_DDL)
+    con.execute(TAGS_DDL)
+
+
+def previous_measured(con: duckdb.DuckDBPyConnection, sha256: str) -> dict[str, Any] | None:
+    """The dump measured last before `sha256` (its `nova_drift` row); None for the first.
+
+    Re-measuring the same dump compares it with the same predecessor, so the figures repeat.
+    """
+    return _row(
+        con,
+        "SELECT * FROM nova_drift WHERE dump_sha256 <> ? ORDER BY seq DESC LIMIT 1",
+        [sha256],
+    )
+
+
+def _row(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> dict[str, Any] | None:
+    cursor = con.execute(sql, params)
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+
+def _stage_current(con: duckdb.DuckDBPyConnection) -> tuple[str, int]:
+    """Labels and tag counts of `products` into temp tables; returns its dump and size."""
+    sha256, products = con.execute(
+        "SELECT any_value(dump_sha256), count(*) FROM products"
+    ).fetchone()
+    if not products:
+        raise ValueError("products is empty: materialize it on a dump first")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE drift_current_labels AS "
+        "SELECT code, nova_group FROM products WHERE nova_group IS NOT NULL"
+    )
+    # One row per product, its tags de-duplicated, so a tag's count is count(*).
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW drift_rows AS SELECT code AS row_id, "
+        + ", ".join(f"list_distinct({f}_tags) AS {f}_tags" for f in FAMILIES)
+        + " FROM products"
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE drift_current_tags AS
+        SELECT family, tag, count(*) AS products
+        FROM ({_tag_pairs_sql("drift_rows")})
+        WHERE tag IS NOT NULL AND tag <> ''
+        GROUP BY ALL
+        """
+    )
+    con.execute("DROP VIEW drift_rows")
+    return sha256, products
+
+
+def _vocabulary(
+    con: duckdb.DuckDBPyConnection, previous: str, min_count: int
+) -> list[VocabularyChange]:
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE drift_vocabulary AS
+        SELECT family, tag, c.products AS now, p.products AS before
+        FROM drift_current_tags c
+        FULL JOIN (SELECT family, tag, products FROM drift_tags WHERE dump_sha256 = ?) p
+            USING (family, tag)
+        WHERE coalesce(c.products, 0) >= ? OR coalesce(p.products, 0) >= ?
+        """,
+        [previous, min_count, min_count],
+    )
+    counts = {
+        r[0]: r[1:]
+        for r in con.execute(
+            """
+            SELECT family, count(*) FILTER (before >= $1), count(*) FILTER (now >= $1),
+                   count(*) FILTER (now >= $1 AND before IS NULL),
+                   count(*) FILTER (before >= $1 AND now IS NULL), count(*)
+            FROM drift_vocabulary GROUP BY ALL
+            """,
+            [min_count],
+        ).fetchall()
+    }
+    examples: dict[tuple[str, str], list[str]] = {}
+    for kind, condition, weight in (
+        ("new", "now >= $1 AND before IS NULL", "now"),
+        ("vanished", "before >= $1 AND now IS NULL", "before"),
+    ):
+        for family, tag in con.execute(
+            f"""
+            SELECT family, tag FROM drift_vocabulary WHERE {condition}
+            QUALIFY row_number() OVER (PARTITION BY family ORDER BY {weight} DESC, tag) <= $2
+            ORDER BY family, {weight} DESC, tag
+            """,
+            [min_count, EXAMPLES],
+        ).fetchall():
+            examples.setdefault((family, kind), []).append(tag)
+    con.execute("DROP TABLE drift_vocabulary")
+    changes = []
+    for family in FAMILIES:
+        before, now, new, vanished, union = counts.get(family, (0, 0, 0, 0, 0))
+        changes.append(
+            VocabularyChange(
+                family,
+                int(before),
+                int(now),
+                int(new),
+                int(vanished),
+                int(union),
+                examples.get((family, "new"), []),
+                examples.get((family, "vanished"), []),
+            )
+        )
+    return changes
+
+
+def _label_changes(con: duckdb.DuckDBPyConnection, previous: str) -> LabelChanges:
+    """Same code labelled in both dumps; the changed ones are kept in `drift_changed`."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE drift_common AS
+        SELECT c.code, p.nova_group AS before, c.nova_group AS now
+        FROM drift_current_labels c JOIN drift_labels p ON p.code = c.code AND p.dump_sha256 = ?
+        """,
+        [previous],
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE drift_changed AS SELECT code FROM drift_common "
+        "WHERE before <> now"
+    )
+    pairs = con.execute("SELECT before, now, count(*) FROM drift_common GROUP BY ALL").fetchall()
+    con.execute("DROP TABLE drift_common")
+    return LabelChanges(
+        common_labelled=sum(n for _, _, n in pairs),
+        changed=sum(n for a, b, n in pairs if a != b),
+        transitions={(int(a), int(b)): int(n) for a, b, n in sorted(pairs) if a != b},
+    )
+
+
+CHANGED_ROWS_SQL = """
+    SELECT p.code, p.ingredients_tags, p.additives_tags, p.categories_tags, p.nova_group
+    FROM products p JOIN drift_changed USING (code)
+"""
+
+
+def _score(con: duckdb.DuckDBPyConnection, champion: Champion) -> ChampionScore:
+    """The champion's accuracy against the new labels of the products whose label changed."""
+    features = list(champion.pipeline.named_steps["tags"].features)
+    matrix = tag_matrix(con, CHANGED_ROWS_SQL, features)
+    test_codes = np.array([], dtype=str)
+    if table_exists(con, "test_split"):
+        test_codes = np.asarray(
+            [
+                r[0]
+                for r in con.execute(
+                    "SELECT code FROM drift_changed JOIN test_split USING (code) "
+                    "WHERE split = 'test'"
+                ).fetchall()
+            ],
+            dtype=str,
+        )
+    if matrix.X.shape[0] == 0:
+        return ChampionScore(champion.version, 0, None, 0, None)
+    predicted, _ = predict_matrix(champion.pipeline, matrix.X)
+    right = predicted == matrix.labels
+    in_test = np.isin(matrix.codes, test_codes)
+    return ChampionScore(
+        version=champion.version,
+        rows=len(right),
+        accuracy=float(right.mean()),
+        test_rows=int(in_test.sum()),
+        test_accuracy=float(right[in_test].mean()) if in_test.any() else None,
+    )
+
+
+def update_drift(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    min_count: int = 2,
+    champion: Callable[[], Champion | None] | None = None,
+) -> Drift:
+    """Measure `products` against the dump measured before it, and record it.
+
+    `champion` loads the model to score on changed labels; it is called only when some label
+    changed. The dump's row in `nova_drift`, its labels and tag counts are written in one
+    transaction, which also drops the snapshots of every dump but these two.
+    """
+    ensure_tables(con)
+    sha256, products = _stage_current(con)
+    current = _profile(
+        con, sha256, products, "drift_current_labels", "drift_current_tags", min_count
+    )
+    before = previous_measured(con, sha256)
+    drift = Drift(current=current, previous=None, min_count=min_count)
+    if before is None:
+        drift.champion_note = "no previous dump"
+    else:
+        previous = before["dump_sha256"]
+        snapshot = f"WHERE dump_sha256 = {_literal(previous)}"
+        drift.previous = _profile(
+            con,
+            previous,
+            before["products"],
+            f"(SELECT * FROM drift_labels {snapshot})",
+            f"(SELECT * FROM drift_tags {snapshot})",
+            min_count,
+        )
+        drift.vocabulary = _vocabulary(con, previous, min_count)
+        drift.labels = _label_changes(con, previous)
+        model = champion() if champion is not None and drift.labels.changed else None
+        if not drift.labels.changed:
+            drift.champion_note = "no label changed"
+        elif model is None:
+            drift.champion_note = "no champion model: not scored"
+        else:
+            drift.champion = _score(con, model)
+        con.execute("DROP TABLE drift_changed")
+    _record(con, drift)
+    return drift
+
+
+def _record(con: duckdb.DuckDBPyConnection, drift: Drift) -> None:
+    figures = drift.figures()
+    keep = [figures["dump_sha256"], figures["previous_sha256"] or figures["dump_sha256"]]
+    columns = [*figures, "details"]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in ("drift_labels", "drift_tags"):
+            con.execute(
+                f"DELETE FROM {table} WHERE dump_sha256 NOT IN (?, ?) OR dump_sha256 = ?",
+                [*keep, figures["dump_sha256"]],
+            )
+        con.execute(
+            "INSERT INTO drift_labels SELECT ?, code, nova_group FROM drift_current_labels",
+            [figures["dump_sha256"]],
+        )
+        con.execute(
+            "INSERT INTO drift_tags SELECT ?, family, tag, products FROM drift_current_tags",
+            [figures["dump_sha256"]],
+        )
+        con.execute(
+            f"INSERT OR REPLACE INTO nova_drift (seq, measured_at, {', '.join(columns)}) "
+            "SELECT coalesce(max(seq), 0) + 1, CAST(current_timestamp AS TIMESTAMP), "
+            f"{', '.join('?' for _ in columns)} FROM nova_drift",
+            [*figures.values(), json.dumps(drift.details())],
+        )
+        con.execute("DROP TABLE drift_current_labels")
+        con.execute("DROP TABLE drift_current_tags")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def measured(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    """The `nova_drift` row of the dump `products` holds now; None if not measured yet."""
+    if not table_exists(con, "nova_drift"):
+        return None
+    return _row(
+        con,
+        "SELECT * FROM nova_drift WHERE dump_sha256 = (SELECT any_value(dump_sha256) FROM products)",
+        [],
+    )
+
+
+def history(con: duckdb.DuckDBPyConnection, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest `limit` rows of `nova_drift`, newest first."""
+    cursor = con.execute("SELECT * FROM nova_drift ORDER BY seq DESC LIMIT ?", [limit])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Past any of these the drift check warns (the figures are 0..1 shares)."""
+
+    class_share_distance: float = 0.05
+    vocabulary_change_share: float = 0.20
+    changed_label_share: float = 0.05
+
+
+def breaches(figures: Mapping[str, Any], thresholds: Thresholds) -> list[str]:
+    """Which figures pass their threshold, as sentences; empty when within all (or nothing
+    was compared, as on the first dump)."""
+    out = []
+    for name, limit in thresholds.__dict__.items():
+        value = figures.get(name)
+        if value is not None and value > limit:
+            out.append(f"{name.replace('_', ' ')} {value:.3f} > {limit:.3f}")
+    return out
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _pts(value: float | None) -> str:
+    """A change of share, in percentage points."""
+    return "-" if value is None else f"{100 * value:+.1f} pts"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _int(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def drift_markdown(drift: Drift, rows: list[dict[str, Any]]) -> str:
+    """The comparison, then the history of every dump measured (`rows`, newest first)."""
+    cur, prev = drift.current, drift.previous
+    lines = [f"**Dump `{cur.dump_sha256[:12]}`**: {cur.products:,} products, "]
+    if prev is None:
+        lines[0] += "no previous dump measured: nothing to compare yet."
+    else:
+        lines[0] += (
+            f"against `{prev.dump_sha256[:12]}` ({prev.products:,} products), "
+            f"the dump measured before it."
+        )
+        lines += [
+            "",
+            "### Class shares among labelled products",
+            "",
+            "| | previous | current | change |",
+            "|---|---|---|---|",
+            f"| labelled share | {_pct(prev.labelled_share)} | {_pct(cur.labelled_share)} "
+            f"| {_pts(drift.labelled_share_change)} |",
+        ]
+        lines += [
+            f"| group {g} | {_pct(prev.shares[g])} | {_pct(cur.shares[g])} "
+            f"| {_pts(cur.shares[g] - prev.shares[g])} |"
+            for g in GROUPS
+        ]
+        lines += [
+            f"| **class share distance** (total variation) | | | "
+            f"**{_num(drift.class_share_distance)}** |",
+            "",
+            f"### Vocabulary (tags in at least {drift.min_count} products)",
+            "",
+            "New: in at least that many now and in none before; vanished: the other way round.",
+            "",
+            "| family | previous | current | new | vanished | new, e.g. | vanished, e.g. |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {v.family} | {v.previous:,} | {v.current:,} | {v.new:,} | {v.vanished:,} "
+            f"| {', '.join(v.new_examples)} | {', '.join(v.vanished_examples)} |"
+            for v in drift.vocabulary
+        ]
+        lines.append(
+            f"| **all** | | | **{drift.new_vocabulary:,}** | **{drift.vanished_vocabulary:,}** "
+            f"| {_pct(drift.vocabulary_change_share)} of either vocabulary | |"
+        )
+        labels = drift.labels
+        lines += ["", "### Labels that changed", ""]
+        if labels.common_labelled:
+            transitions = ", ".join(f"{a}→{b}: {n:,}" for (a, b), n in labels.transitions.items())
+            lines.append(
+                f"{labels.changed:,} of {labels.common_labelled:,} products labelled in both "
+                f"dumps ({_pct(labels.share)})" + (f": {transitions}." if transitions else ".")
+            )
+        else:
+            lines.append("No product is labelled in both dumps.")
+        score = drift.champion
+        if score is not None:
+            lines.append(
+                f"Champion v{score.version} agrees with the new label on {_pct(score.accuracy)} "
+                f"of them ({score.rows:,}); on the {score.test_rows:,} in the test split, "
+                f"which no model trained on: {_pct(score.test_accuracy)}."
+            )
+        elif drift.champion_note:
+            lines.append(f"Champion: {drift.champion_note}.")
+    lines += [
+        "",
+        "### History",
+        "",
+        "| dump | measured | products | labelled | class share distance | new tags "
+        "| vanished tags | vocabulary change | changed labels | champion accuracy on them |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{r['dump_sha256'][:12]}` | {r['measured_at']:%Y-%m-%d %H:%M} | {r['products']:,} "
+        f"| {_pct(r['labelled_share'])} | {_num(r['class_share_distance'])} "
+        f"| {_int(r['new_vocabulary'])} | {_int(r['vanished_vocabulary'])} "
+        f"| {_pct(r['vocabulary_change_share'])} | {_int(r['changed_labels'])} "
+        f"| {_pct(r['champion_accuracy'])} |"
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n"
