@@ -125,6 +125,51 @@ def _epoch(column: str, present: set[str]) -> str:
     return f"CAST(to_timestamp(TRY_CAST({column} AS BIGINT)) AS TIMESTAMP)"
 
 
+# The bulk load goes into a table without the key, which is added once the rows are final:
+# building the index in one go is cheaper than checking every appended row against it.
+LOAD_DDL = PRODUCTS_DDL.replace("code VARCHAR PRIMARY KEY", "code VARCHAR")
+
+# Rows of codes that occur more than once, except the one to keep (latest `last_modified_t`).
+# Only duplicated codes are windowed, instead of partitioning and sorting every row to find
+# the ~1% that repeat. Kept in a small table so the insert is a parallel hash anti-join (a
+# `rowid NOT IN (subquery)` there ran on one thread).
+LOSING_ROWS_DDL = """
+    CREATE OR REPLACE TEMP TABLE losing_rows AS
+    SELECT rowid AS staged_row FROM staged_products
+    WHERE code IN (
+        SELECT code FROM staged_products WHERE code IS NOT NULL GROUP BY code HAVING count(*) > 1
+    )
+    QUALIFY row_number() OVER (PARTITION BY code ORDER BY last_modified_t DESC NULLS LAST) > 1
+"""
+
+
+def _staged_sql(path: str, present: set[str]) -> str:
+    """The dump's rows typed as in `products`, plus a flag for a non-empty invalid nova_group."""
+    return f"""
+        SELECT * EXCLUDE (nova_raw, nova_num),
+            nova_raw IS NOT NULL AND nova_group IS NULL AS nova_invalid
+        FROM (
+            SELECT
+                nullif(trim(code), '') AS code,
+                {_text("product_name", present)} AS product_name,
+                {_text("brands", present)} AS brands,
+                {", ".join(_tags(c, present) for c in TAG_COLUMNS)},
+                nullif(trim(nova_group), '') AS nova_raw,
+                TRY_CAST(nova_raw AS DOUBLE) AS nova_num,
+                CASE WHEN nova_num IN (1, 2, 3, 4) THEN CAST(nova_num AS TINYINT) END
+                    AS nova_group,
+                {_epoch("created_t", present)} AS created_t,
+                {_epoch("last_modified_t", present)} AS last_modified_t
+            FROM {read_csv_sql(path, rejects=True)}
+        )
+    """
+
+
+def _setting(con: duckdb.DuckDBPyConnection, name: str) -> object:
+    """A setting's current value, to put it back as it was."""
+    return con.execute("SELECT current_setting(?)", [name]).fetchone()[0]
+
+
 def ingest_products(
     con: duckdb.DuckDBPyConnection, dump: Dump, *, max_shrink: float = 0.5
 ) -> IngestStats:
@@ -149,45 +194,38 @@ def ingest_products(
     ).fetchone()[0]:
         previous = con.execute("SELECT count(*) FROM products").fetchone()[0]
 
-    staged = f"""
-        SELECT
-            nullif(trim(code), '') AS code,
-            {_text("product_name", present)} AS product_name,
-            {_text("brands", present)} AS brands,
-            {", ".join(_tags(c, present) for c in TAG_COLUMNS)},
-            nullif(trim(nova_group), '') AS nova_raw,
-            TRY_CAST(nova_raw AS DOUBLE) AS nova_num,
-            CASE WHEN nova_num IN (1, 2, 3, 4) THEN CAST(nova_num AS TINYINT) END AS nova_group,
-            {_epoch("created_t", present)} AS created_t,
-            {_epoch("last_modified_t", present)} AS last_modified_t
-        FROM {read_csv_sql(dump.path, rejects=True)}
-    """
+    # Row order in `products` means nothing (it used to come out of a window in any order), so
+    # let the scan and the inserts run without keeping it; the caller's setting comes back after.
+    insertion_order = _setting(con, "preserve_insertion_order")
+    con.execute("SET preserve_insertion_order = false")
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE staged_products AS {staged}")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE staged_products AS " + _staged_sql(dump.path, present)
+        )
         lines_read, rows_without_code, invalid = con.execute(
             """
-            SELECT count(*), count(*) FILTER (code IS NULL),
-                   count(*) FILTER (nova_raw IS NOT NULL AND nova_group IS NULL)
+            SELECT count(*), count(*) FILTER (code IS NULL), count(*) FILTER (nova_invalid)
             FROM staged_products
             """
         ).fetchone()
         skipped = con.execute(
             "SELECT count(DISTINCT (file_id, line)) FROM dump_rejects"
         ).fetchone()[0]
-        con.execute(PRODUCTS_DDL)
+        con.execute(LOSING_ROWS_DDL)
+        con.execute(LOAD_DDL)
         con.execute(
             """
             INSERT INTO products
             SELECT code, product_name, brands, ingredients_tags, additives_tags, categories_tags,
                    countries_tags, nova_group, created_t, last_modified_t, ?
             FROM staged_products
+            ANTI JOIN losing_rows ON losing_rows.staged_row = staged_products.rowid
             WHERE code IS NOT NULL
-            QUALIFY row_number() OVER (
-                PARTITION BY code ORDER BY last_modified_t DESC NULLS LAST) = 1
             """,
             [dump.sha256],
         )
+        con.execute("ALTER TABLE products ADD PRIMARY KEY (code)")
         products = con.execute("SELECT count(*) FROM products").fetchone()[0]
         if products == 0:
             raise DumpError(
@@ -216,10 +254,13 @@ def ingest_products(
             ],
         )
         con.execute("DROP TABLE staged_products")
+        con.execute("DROP TABLE losing_rows")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    finally:
+        con.execute(f"SET preserve_insertion_order = {insertion_order}")
     return IngestStats(
         lines_read, skipped, rows_without_code, duplicates, invalid, products, previous
     )

@@ -4,7 +4,7 @@ import duckdb
 import pytest
 
 from nova_assets.lib.dump import DumpError, fetch_dump
-from nova_assets.lib.products import REQUIRED_COLUMNS, ingest_products
+from nova_assets.lib.products import PRODUCTS_DDL, REQUIRED_COLUMNS, ingest_products
 from nova_assets_tests.conftest import get_field, set_field, write_dump
 
 
@@ -151,3 +151,62 @@ def test_a_dump_that_halves_the_table_is_refused(con, tmp_path, sample_lines):
 
 def test_required_columns_are_the_contract():
     assert set(REQUIRED_COLUMNS) >= {"code", "nova_group", "ingredients_tags"}
+
+
+def test_latest_of_several_duplicates_wins_and_codeless_rows_are_counted(
+    con, tmp_path, sample_lines
+):
+    """Dedup windows only the duplicated codes; the counts and the dumps row must still add up."""
+    header = sample_lines[0]
+    row = sample_lines[1]
+
+    def version(modified: str, name: str) -> str:
+        line = set_field(row, header, "last_modified_t", modified)
+        return set_field(line, header, "product_name", name)
+
+    lines = [
+        header,
+        version("1500000000", "old"),
+        version("", "undated"),
+        sample_lines[2],
+        version("1700000000", "new"),
+        set_field(sample_lines[3], header, "code", ""),
+        set_field(sample_lines[4], header, "code", "  "),
+        version("1600000000", "middle"),
+    ]
+    _, stats = ingest(con, tmp_path, lines)
+    assert (stats.lines_read, stats.rows_without_code, stats.duplicate_rows) == (7, 2, 3)
+    assert stats.products == 2
+    code = get_field(row, header, "code")
+    assert con.execute("SELECT product_name FROM products WHERE code = ?", [code]).fetchone() == (
+        "new",
+    )
+    assert con.execute(
+        "SELECT lines_read, rows_without_code, duplicate_rows, products FROM dumps"
+    ).fetchone() == (7, 2, 3, 2)
+
+
+def test_a_dump_of_unique_codes_keeps_every_row(con, tmp_path, sample_lines):
+    _, stats = ingest(con, tmp_path, sample_lines[:201])
+    assert stats.duplicate_rows == 0 and stats.products == stats.lines_read == 200
+
+
+def test_products_has_its_key_and_the_connection_settings_are_restored(con, tmp_path, sample_lines):
+    """The key is added after the bulk load; the table must end up exactly as PRODUCTS_DDL says."""
+    con.execute("SET preserve_insertion_order = true")
+    ingest(con, tmp_path, sample_lines[:50])
+    assert con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() == (True,)
+    described = con.execute("DESCRIBE products").fetchall()
+    con.execute(f"CREATE TABLE expected_products {PRODUCTS_DDL.split('TABLE products', 1)[1]}")
+    assert described == con.execute("DESCRIBE expected_products").fetchall()
+    constraints = "SELECT constraint_type, constraint_text FROM duckdb_constraints() WHERE table_name = ? ORDER BY ALL"
+    assert (
+        con.execute(constraints, ["products"]).fetchall()
+        == con.execute(constraints, ["expected_products"]).fetchall()
+    )
+    code = con.execute("SELECT code FROM products LIMIT 1").fetchone()[0]
+    with pytest.raises(duckdb.ConstraintException):
+        con.execute("INSERT INTO products (code, dump_sha256) VALUES (?, 'x')", [code])
+    assert not con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('staged_products', 'losing_rows')"
+    ).fetchone()[0]
