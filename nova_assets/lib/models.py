@@ -25,26 +25,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
 from nova_assets.lib.features import FAMILIES, split_feature
+from nova_assets.lib.model_input import tag_lists
 from nova_assets.lib.nova_rules import marker_group
 
-INPUT_COLUMNS = tuple(f"{family}_tags" for family in FAMILIES)
 # Types in our Pipelines that skops (MLflow's default serialisation) does not trust by itself.
 TRUSTED_TYPES = [
     "nova_assets.lib.models.TagVectorizer",
     "nova_assets.lib.models.MarkerFeatures",
     "sklearn.tree._tree.Tree",
 ]
-
-
-def _as_tags(value) -> list[str]:
-    """A cell of tags as a list: accepts a list/array or OFF's comma-separated string."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [t for t in value.split(",") if t]
-    if isinstance(value, float) and np.isnan(value):
-        return []
-    return [str(t) for t in value]
 
 
 class TagVectorizer(TransformerMixin, BaseEstimator):
@@ -58,18 +47,13 @@ class TagVectorizer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: pd.DataFrame) -> sparse.csr_matrix:
-        if not isinstance(X, pd.DataFrame):
-            raise TypeError(
-                "TagVectorizer takes a DataFrame with columns " + ", ".join(INPUT_COLUMNS)
-            )
-        missing = [c for c in INPUT_COLUMNS if c not in X.columns]
-        if missing:
-            raise ValueError(f"input lacks column(s) {', '.join(missing)}")
+        """Raises BadModelInput (HTTP 400 when served) on input that is not tags."""
+        columns = tag_lists(X)
         index = getattr(self, "index_", None) or self.fit().index_
         rows, cols = [], []
         for family in FAMILIES:
-            for row, cell in enumerate(X[f"{family}_tags"].tolist()):
-                for tag in _as_tags(cell):
+            for row, tags in enumerate(columns[f"{family}_tags"]):
+                for tag in tags:
                     col = index.get(f"{family}:{tag}")
                     if col is not None:
                         rows.append(row)

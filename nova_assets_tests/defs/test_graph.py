@@ -2,6 +2,9 @@
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -160,6 +163,46 @@ def test_same_dump_again_makes_a_tied_version_and_keeps_the_champion(graph):
     )
     assert champion.materialization.metadata["action"].value == "kept"
     assert all(r.info.status == "FINISHED" for r in mlflow_runs())
+
+
+def predict_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nova_assets.predict", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NOVA_DATA_DIR": str(data_paths().root)},
+    )
+
+
+def test_predict_command_gives_the_champions_answer_and_reasons(graph):
+    with duckdb.connect(str(data_paths().warehouse), read_only=True) as con:
+        code, group, reasons = con.execute(
+            "SELECT code, predicted_nova_group, reasons FROM nova_predictions "
+            "WHERE len(reasons) > 0 ORDER BY code LIMIT 1"
+        ).fetchone()
+    done = predict_command("--code", code, "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert (answer["code"], answer["nova_group"], answer["reasons"]) == (code, group, reasons)
+    assert answer["off_nova_group"] is None and answer["model_version"] == 1
+    text = predict_command("--tags", "en:sugar,en:palm-oil,en:flavouring", "--additives", "en:e322")
+    assert text.returncode == 0, text.stderr
+    assert "predicted NOVA group 4" in text.stdout and "because of: " in text.stdout
+
+
+def test_predict_command_errors_are_one_clear_line(graph, tmp_path):
+    unknown = predict_command("--code", "no-such-code")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines()[-1].startswith("error: no product with code")
+    empty = subprocess.run(
+        [sys.executable, "-m", "nova_assets.predict", "--code", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NOVA_DATA_DIR": str(tmp_path)},
+    )
+    assert empty.returncode == 2 and "materialize the assets first" in empty.stderr
 
 
 def test_rolling_back_the_champion_alias_is_what_predictions_use(graph):

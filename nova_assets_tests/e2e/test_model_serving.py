@@ -1,0 +1,168 @@
+"""`mlflow models serve` on the champion, as the README shows it: a real server on 127.0.0.1
+answering raw tags, and a 400 with a clear message for each kind of bad request."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.models import infer_signature
+
+from nova_assets.lib.features import split_feature
+from nova_assets.lib.models import TRUSTED_TYPES, example_input, fit_pipeline
+from nova_assets.lib.nova_rules import marker_group
+from nova_assets.lib.registry import CHAMPION, MODEL_NAME, client_for
+from nova_assets_tests.e2e.dagster_dev import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def training_rows(n: int = 400, seed: int = 0):
+    """Products made of the example products' tags, labelled by OFF's rule (highest marker)."""
+    example = example_input()
+    features = sorted(
+        {
+            f"{column.removesuffix('_tags')}:{tag}"
+            for column in example
+            for cell in example[column]
+            for tag in cell
+        }
+    )
+    rng = np.random.default_rng(seed)
+    X = (rng.random((n, len(features))) < 0.3).astype(np.float32)
+    groups = [marker_group(*split_feature(f)) or 1 for f in features]
+    y = np.array([max([g for g, x in zip(groups, row, strict=True) if x] or [1]) for row in X])
+    return X, y.astype(np.int8), features
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    X, y, features = training_rows()
+    from scipy import sparse
+
+    pipeline = fit_pipeline("marker_logistic_regression", sparse.csr_matrix(X), y, features)
+    example = example_input()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.create_experiment("nova", artifact_location=(root / "a").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=infer_signature(example, pipeline.predict(example)),
+            input_example=example,
+            registered_model_name=MODEL_NAME,
+            skops_trusted_types=TRUSTED_TYPES,
+        )
+    client_for(uri).set_registered_model_alias(MODEL_NAME, CHAMPION, info.registered_model_version)
+    port = free_port()
+    log = (root / "serve.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "models",
+            "serve",
+            "-m",
+            f"models:/{MODEL_NAME}@{CHAMPION}",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=5):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((root / "serve.log").read_text()[-3000:]) from None
+                time.sleep(1)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()
+
+
+def invoke(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"{url}/invocations", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def records(*rows: dict) -> dict:
+    return {"dataframe_records": list(rows)}
+
+
+SPREAD = {
+    "ingredients_tags": ["en:sugar", "en:palm-oil", "en:hazelnut", "en:emulsifier", "en:e322"],
+    "additives_tags": ["en:e322"],
+    "categories_tags": ["en:spreads"],
+}
+WATER = {
+    "ingredients_tags": ["en:water", "en:mineral-water"],
+    "additives_tags": [],
+    "categories_tags": ["en:waters"],
+}
+
+
+def test_raw_tags_in_groups_out(server):
+    status, answer = invoke(server, records(SPREAD, WATER))
+    assert status == 200, answer
+    assert answer["predictions"] == [4, 1]
+
+
+def test_a_string_where_a_list_belongs_is_refused_by_the_signature(server):
+    row = {**WATER, "ingredients_tags": "en:water,en:mineral-water"}
+    status, answer = invoke(server, records(row))
+    assert status == 400
+    assert "column ingredients_tags to type 'Array(string)'" in answer["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (records({"ingredients_tags": ["en:sugar"], "additives_tags": []}), "categories_tags"),
+        # Wrong types stop at the model's signature, whose message names the column and type.
+        (
+            records({**WATER, "additives_tags": [1, 2]}),
+            "column additives_tags to type 'Array(string)'",
+        ),
+        (
+            records({**WATER, "ingredients_tags": 3}),
+            "column ingredients_tags to type 'Array(string)'",
+        ),
+        (records({k: [] for k in WATER}), "have no tags at all"),
+        ({"dataframe_split": {"columns": list(WATER), "data": []}}, "no product"),
+    ],
+    ids=["missing-column", "numbers-as-tags", "number-not-list", "all-lists-empty", "no-rows"],
+)
+def test_bad_requests_get_a_400_that_says_why(server, body, message):
+    status, answer = invoke(server, body)
+    assert status == 400, answer
+    assert message in answer["message"], answer["message"][:500]
