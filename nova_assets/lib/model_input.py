@@ -24,8 +24,12 @@ EXPECTED = (
 )
 
 
-class BadModelInput(MlflowException):
-    """A request the model cannot answer; the message says why."""
+class BadModelInput(MlflowException, ValueError):
+    """A request the model cannot answer; the message says why.
+
+    An MlflowException so `mlflow models serve` answers 400, a ValueError so scikit-learn callers
+    catch it as the bad input it is.
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
