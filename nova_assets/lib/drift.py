@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from nova_assets.lib.features import FAMILIES, _tag_pairs_sql, tag_matrix
+from nova_assets.lib.features import FAMILIES, tag_matrix, tag_pairs_sql
 from nova_assets.lib.models import predict_matrix
 from nova_assets.lib.warehouse import table_exists
 
@@ -287,8 +287,8 @@ def _stage_current(con: duckdb.DuckDBPyConnection) -> tuple[str, int]:
         "SELECT code, nova_group FROM products WHERE nova_group IS NOT NULL"
     )
     # One row per product, its tags de-duplicated, so a tag's count is count(*).
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW drift_rows AS SELECT code AS row_id, "
+    rows = (
+        "SELECT code AS row_key, "
         + ", ".join(f"list_distinct({f}_tags) AS {f}_tags" for f in FAMILIES)
         + " FROM products"
     )
@@ -296,12 +296,11 @@ def _stage_current(con: duckdb.DuckDBPyConnection) -> tuple[str, int]:
         f"""
         CREATE OR REPLACE TEMP TABLE drift_current_tags AS
         SELECT family, tag, count(*) AS products
-        FROM ({_tag_pairs_sql("drift_rows")})
+        FROM ({tag_pairs_sql(rows)})
         WHERE tag IS NOT NULL AND tag <> ''
         GROUP BY ALL
         """
     )
-    con.execute("DROP VIEW drift_rows")
     return sha256, products
 
 
@@ -388,7 +387,8 @@ def _label_changes(con: duckdb.DuckDBPyConnection, previous: str) -> LabelChange
 
 
 CHANGED_ROWS_SQL = """
-    SELECT p.code, p.ingredients_tags, p.additives_tags, p.categories_tags, p.nova_group
+    SELECT p.rowid AS row_key, p.code, p.ingredients_tags, p.additives_tags, p.categories_tags,
+           p.nova_group
     FROM products p JOIN drift_changed USING (code)
 """
 

@@ -360,27 +360,59 @@ def reasons(
     classes, weights = tag_weights(pipeline, highest=False)
     class_index = np.searchsorted(classes, predicted)
     X = sparse.csr_matrix(X)
-    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    rows = np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(X.indptr))
     cols = X.indices
-    contribution = weights[class_index[rows], cols]
+    # One flat index per entry serves every (class, tag) lookup: gathers over tens of millions
+    # of entries are the cost here, so each is done once, and the marker term only on markers.
+    flat = class_index.astype(np.int32)[rows] * np.int32(weights.shape[1]) + cols
+    contribution = weights.ravel()[flat]
     markers = pipeline.named_steps.get("markers")
     if markers is not None:
         _, W = _classifier_weights(pipeline)
         first = len(pipeline.named_steps["tags"].features) + markers.indicator_.shape[1]
         highest = _highest_weights(W, first, markers.marker_groups_)
-        sets_highest = markers.marker_groups_[cols] == markers.highest_group(X)[rows]
-        contribution = contribution + np.where(sets_highest, highest[class_index[rows], cols], 0.0)
-    keep = contribution > 0
-    rows, cols, contribution = rows[keep], cols[keep], contribution[keep]
-    order = np.lexsort((-contribution, rows))
-    rows, cols = rows[order], cols[order]
-    starts = np.searchsorted(rows, np.arange(X.shape[0]))
-    rank = np.arange(len(rows)) - starts[rows]
-    top = rank < k
-    rows, cols = rows[top], cols[top]
-    offsets = np.zeros(X.shape[0] + 1, dtype=np.int32)
-    np.cumsum(np.bincount(rows, minlength=X.shape[0]), out=offsets[1:])
-    return offsets, cols.astype(np.int32)
+        on_marker = np.flatnonzero(markers.marker_groups_[cols] > 0)
+        sets_highest = on_marker[
+            markers.marker_groups_[cols[on_marker]] == markers.highest_group(X)[rows[on_marker]]
+        ]
+        contribution[sets_highest] += highest.ravel()[flat[sets_highest]]
+    contribution[contribution <= 0] = -np.inf
+    return _top_per_row(X.indptr, rows, cols, contribution, k)
+
+
+def _top_per_row(
+    indptr: np.ndarray, rows: np.ndarray, cols: np.ndarray, values: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The up to `k` largest finite entries of each CSR row as CSR-style (offsets, cols),
+    largest first, ties in entry order; `values` is used up. Each round takes every row's
+    maximum in one pass (`reduceat`): several times faster than sorting millions of entries
+    to keep three per row."""
+    n_rows = len(indptr) - 1
+    offsets = np.zeros(n_rows + 1, dtype=np.int32)
+    lengths = np.diff(indptr)
+    starts = indptr[:-1][lengths > 0]
+    lengths = lengths[lengths > 0]
+    if len(starts) == 0:
+        return offsets, np.zeros(0, dtype=np.int32)
+    picked_rows, picked_ranks, picked_cols = [], [], []
+    for rank in range(k):
+        best = np.maximum.reduceat(values, starts)
+        candidates = np.flatnonzero((values == np.repeat(best, lengths)) & (values > -np.inf))
+        if len(candidates) == 0:
+            break
+        candidate_rows = rows[candidates]
+        first = candidates[np.r_[True, candidate_rows[1:] != candidate_rows[:-1]]]
+        picked_rows.append(rows[first])
+        picked_ranks.append(np.full(len(first), rank, dtype=np.int32))
+        picked_cols.append(cols[first])
+        values[first] = -np.inf
+    if not picked_rows:
+        return offsets, np.zeros(0, dtype=np.int32)
+    top_rows = np.concatenate(picked_rows)
+    np.cumsum(np.bincount(top_rows, minlength=n_rows), out=offsets[1:])
+    top_cols = np.empty(len(top_rows), dtype=np.int32)
+    top_cols[offsets[top_rows] + np.concatenate(picked_ranks)] = np.concatenate(picked_cols)
+    return offsets, top_cols
 
 
 def explain(pipeline: Pipeline, tags: pd.DataFrame, k: int = 3) -> list[dict]:

@@ -31,7 +31,7 @@ CREATE OR REPLACE TABLE nova_predictions (
 """
 
 UNLABELLED_SQL = """
-    SELECT code, ingredients_tags, additives_tags, categories_tags
+    SELECT rowid AS row_key, code, ingredients_tags, additives_tags, categories_tags
     FROM products
     WHERE nova_group IS NULL AND len(ingredients_tags) > 0
 """

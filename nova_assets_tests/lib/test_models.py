@@ -188,6 +188,23 @@ def test_reasons_are_present_tags_that_favour_the_prediction(kind):
         w = weights[list(classes).index(predicted[row])]
         assert all(w[c] > 0 for c in chosen)
         assert list(w[chosen]) == sorted(w[chosen], reverse=True)
+        favouring = [c for c in np.flatnonzero(dense[row]) if w[c] > 0]
+        assert len(chosen) == min(2, len(favouring))
+        left_out = [w[c] for c in favouring if c not in chosen]
+        assert not left_out or min(w[chosen]) >= max(left_out)
+
+
+def test_reasons_of_rows_without_tags_and_of_no_rows_are_empty():
+    X, y, tags = marker_data()
+    pipeline = fit_pipeline("logistic_regression", X, y, tags)
+    empty_row = sparse.csr_matrix((2, X.shape[1]), dtype=np.float32)
+    mixed = sparse.vstack([empty_row[:1], X[:3], empty_row[1:]], format="csr")
+    predicted, _ = predict_matrix(pipeline, mixed)
+    offsets, cols = reasons(pipeline, mixed, predicted, k=3)
+    counts = np.diff(offsets)
+    assert counts[0] == 0 and counts[-1] == 0 and counts[1:4].sum() > 0
+    offsets, cols = reasons(pipeline, mixed[:0], predicted[:0], k=3)
+    assert offsets.tolist() == [0] and len(cols) == 0
 
 
 def test_a_marker_models_first_reason_is_a_marker_of_the_predicted_group():
