@@ -87,21 +87,27 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_ours(dump_path: Path, memory_limit: str, threads: int, workdir: Path) -> dict[str, Any]:
-    """The real `products` path, into a fresh warehouse, without copying the dump."""
-    import duckdb
-
+def dump_in_place(dump_path: Path):
+    """The file as a `Dump` read where it lies, not copied into a raw folder."""
     from nova_assets.lib.dump import Dump
-    from nova_assets.lib.products import ingest_products
-    from nova_assets.lib.warehouse import connect
 
-    dump = Dump(
+    return Dump(
         path=str(dump_path),
         sha256="bench",
         bytes=dump_path.stat().st_size,
         source=str(dump_path),
         gzipped=dump_path.suffix == ".gz",
     )
+
+
+def run_ours(dump_path: Path, memory_limit: str, threads: int, workdir: Path) -> dict[str, Any]:
+    """The real `products` path, into a fresh warehouse, without copying the dump."""
+    import duckdb
+
+    from nova_assets.lib.products import ingest_products
+    from nova_assets.lib.warehouse import connect
+
+    dump = dump_in_place(dump_path)
     baseline = _peak_rss_mb()
     cpu_started = _cpu_seconds()
     started = time.perf_counter()
@@ -282,6 +288,11 @@ def run_child(
         "--workdir",
         str(workdir),
     ]
+    return child_result(method, command)
+
+
+def child_result(method: str, command: list[str]) -> dict[str, Any]:
+    """Run a benchmark's child process and return the result it printed last."""
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not lines:

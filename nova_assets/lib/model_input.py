@@ -37,8 +37,8 @@ class BadModelInput(MlflowException, ValueError):
 
 def as_tags(value: object, *, row: int = 0, column: str = "tags") -> list[str]:
     """One cell as a list of tags: a list/array of strings, OFF's comma-separated string, or
-    nothing (None, NaN) for no tags."""
-    if value is None:
+    nothing (None, NaN, pandas' NA, as DuckDB's `.df()` gives for a NULL list) for no tags."""
+    if value is None or value is pd.NA:
         return []
     if isinstance(value, str):
         return [t.strip() for t in value.split(",") if t.strip()]

@@ -376,24 +376,22 @@ def reasons(
             markers.marker_groups_[cols[on_marker]] == markers.highest_group(X)[rows[on_marker]]
         ]
         contribution[sets_highest] += highest.ravel()[flat[sets_highest]]
-    contribution[contribution <= 0] = -np.inf
-    return _top_per_row(X.indptr, rows, cols, contribution, k)
+    favouring = np.flatnonzero(contribution > 0)
+    return _top_per_row(rows[favouring], cols[favouring], contribution[favouring], X.shape[0], k)
 
 
 def _top_per_row(
-    indptr: np.ndarray, rows: np.ndarray, cols: np.ndarray, values: np.ndarray, k: int
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The up to `k` largest finite entries of each CSR row as CSR-style (offsets, cols),
-    largest first, ties in entry order; `values` is used up. Each round takes every row's
-    maximum in one pass (`reduceat`): several times faster than sorting millions of entries
-    to keep three per row."""
-    n_rows = len(indptr) - 1
+    """The up to `k` largest entries of each row as CSR-style (offsets, cols), largest first,
+    ties in entry order; `rows` is sorted and `values` is used up. Each round takes every row's
+    maximum in one pass (`reduceat`): several times faster than sorting millions of entries to
+    keep three per row."""
     offsets = np.zeros(n_rows + 1, dtype=np.int32)
-    lengths = np.diff(indptr)
-    starts = indptr[:-1][lengths > 0]
-    lengths = lengths[lengths > 0]
-    if len(starts) == 0:
+    if len(rows) == 0:
         return offsets, np.zeros(0, dtype=np.int32)
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    lengths = np.diff(np.r_[starts, len(rows)])
     picked_rows, picked_ranks, picked_cols = [], [], []
     for rank in range(k):
         best = np.maximum.reduceat(values, starts)

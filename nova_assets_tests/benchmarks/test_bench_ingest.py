@@ -1,37 +1,24 @@
 """The ingest benchmark runs all three methods end to end and they agree on what they read."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BENCH = REPO_ROOT / "benchmarks" / "bench_ingest.py"
-GENERATOR = REPO_ROOT / "benchmarks" / "generate_dump.py"
+from nova_assets_tests.benchmarks.scripts import load_script
+
 ROWS = 2000
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    """benchmarks/ is a scripts folder, not a package: load the file the CLI runs."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return _load("bench_ingest", BENCH)
+    return load_script("bench_ingest")
 
 
 @pytest.fixture(scope="module")
 def dump(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    generator = _load("generate_dump", GENERATOR)
+    generator = load_script("generate_dump")
     path = tmp_path_factory.mktemp("bench") / "products.tsv.gz"
     return path, generator.generate_dump(ROWS, path, seed=11, gzip=True)
 

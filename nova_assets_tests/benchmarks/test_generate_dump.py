@@ -1,7 +1,6 @@
 """The synthetic OFF dump generator: shape, label consistency, quirks and determinism."""
 
 import gzip
-import importlib.util
 import subprocess
 import sys
 from collections import defaultdict
@@ -12,6 +11,7 @@ import duckdb
 import pytest
 
 from nova_assets.lib.nova_rules import compute_nova_group
+from nova_assets_tests.benchmarks.scripts import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "benchmarks" / "generate_dump.py"
@@ -19,19 +19,9 @@ TEMPLATE = REPO_ROOT / "data" / "sample" / "off_products_sample_1000.tsv.gz"
 ROWS = 3000
 
 
-def _load_generator() -> ModuleType:
-    """benchmarks/ is a scripts folder, not a package: load the file the CLI runs."""
-    spec = importlib.util.spec_from_file_location("generate_dump", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def generator() -> ModuleType:
-    return _load_generator()
+    return load_script("generate_dump")
 
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,4 @@
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +19,20 @@ def test_lists_arrays_strings_and_nothing_are_tags():
     assert columns["ingredients_tags"] == [["en:sugar"], ["en:water", "en:salt"], []]
     assert columns["additives_tags"] == [["en:e322"], [], []]
     assert as_tags("a,,b,") == ["a", "b"]
+
+
+def test_a_frame_straight_from_duckdb_with_null_lists_is_tags():
+    frame = duckdb.sql(
+        "SELECT ['en:sugar'] AS ingredients_tags, NULL::VARCHAR[] AS additives_tags, "
+        "[]::VARCHAR[] AS categories_tags"
+    ).df()
+    assert frame["additives_tags"][0] is pd.NA
+    columns = tag_lists(frame)
+    assert columns == {
+        "ingredients_tags": [["en:sugar"]],
+        "additives_tags": [[]],
+        "categories_tags": [[]],
+    }
 
 
 @pytest.mark.parametrize(
