@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 
 from nova_assets.lib.features import FAMILIES, tag_matrix, tag_pairs_sql
 from nova_assets.lib.models import predict_matrix
-from nova_assets.lib.warehouse import table_exists
+from nova_assets.lib.warehouse import sql_literal, table_exists
 
 GROUPS = (1, 2, 3, 4)
 EXAMPLES = 5
@@ -217,10 +217,6 @@ class Drift:
             },
             "champion_note": self.champion_note,
         }
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _profile(
@@ -446,7 +442,7 @@ def update_drift(
         drift.champion_note = "no previous dump"
     else:
         previous = before["dump_sha256"]
-        snapshot = f"WHERE dump_sha256 = {_literal(previous)}"
+        snapshot = f"WHERE dump_sha256 = {sql_literal(previous)}"
         drift.previous = _profile(
             con,
             previous,

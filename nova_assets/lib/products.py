@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from nova_assets.lib.dump import Dump, DumpError
+from nova_assets.lib.warehouse import sql_literal
 
 REQUIRED_COLUMNS = (
     "code",
@@ -71,15 +72,11 @@ class IngestStats:
     previous_products: int | None
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def read_csv_sql(path: str, *, rejects: bool = False) -> str:
     """The one `read_csv` call for OFF dumps: tab-separated, no quoting, every field text."""
     extra = ", store_rejects=true, rejects_table='dump_rejects', rejects_scan='dump_scans'"
     return (
-        f"read_csv({_sql_str(path)}, delim='\\t', quote='', escape='', header=true, "
+        f"read_csv({sql_literal(path)}, delim='\\t', quote='', escape='', header=true, "
         f"all_varchar=true, ignore_errors=true, null_padding=false, auto_detect=true"
         f"{extra if rejects else ''})"
     )

@@ -25,6 +25,8 @@ from typing import Any
 
 import duckdb
 
+from nova_assets.lib.warehouse import sql_literal
+
 CATALOG = "nova.duckdb"
 MANIFEST = "manifest.json"
 TABLES_DIR = "tables"
@@ -79,7 +81,7 @@ def publish(
             target = tables_dir / f"{name}-{publish_id}.parquet"
             written.append(target)
             rows = con.execute(
-                f"COPY (SELECT * FROM {_quote(name)}) TO {_literal(target)} (FORMAT parquet)"
+                f"COPY (SELECT * FROM {_quote(name)}) TO {sql_literal(target)} (FORMAT parquet)"
             ).fetchone()[0]
             exported[name] = {"rows": int(rows), "path": str(target)}
 
@@ -118,7 +120,7 @@ def _build_catalog(path: Path, tables: dict[str, dict[str, Any]]) -> None:
     with duckdb.connect(str(path)) as catalog:
         for name, entry in sorted(tables.items()):
             catalog.execute(
-                f"CREATE VIEW {_quote(name)} AS SELECT * FROM read_parquet({_literal(entry['path'])})"
+                f"CREATE VIEW {_quote(name)} AS SELECT * FROM read_parquet({sql_literal(entry['path'])})"
             )
         catalog.execute(
             'CREATE TABLE published ("table" VARCHAR, rows BIGINT, published_at TIMESTAMPTZ)'
@@ -168,7 +170,3 @@ def _clean(
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value: Path | str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"

@@ -59,6 +59,12 @@ def connect(
         con.close()
 
 
+def sql_literal(value: str | Path) -> str:
+    """`value` as a SQL string literal, for the places DuckDB takes no parameter (file paths in
+    `read_csv`, `COPY … TO`, view definitions)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(
         con.execute(
