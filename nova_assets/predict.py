@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from nova_assets.lib.model_input import BadModelInput
+from nova_assets.lib.model_input import BadModelInput, as_tags
 from nova_assets.lib.models import explain
 from nova_assets.lib.paths import data_paths
 from nova_assets.lib.registry import (
@@ -82,10 +82,6 @@ def predict(product: dict) -> dict:
     return {**product, **answer, "model_version": int(champion.version)}
 
 
-def _split(value: str | None) -> list[str]:
-    return [t.strip() for t in (value or "").split(",") if t.strip()]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nova_assets.predict", description=__doc__.split("\n\n")[0]
@@ -102,9 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             product = product_by_code(args.code)
         else:
             product = {
-                "ingredients_tags": _split(args.tags),
-                "additives_tags": _split(args.additives),
-                "categories_tags": _split(args.categories),
+                "ingredients_tags": as_tags(args.tags),
+                "additives_tags": as_tags(args.additives),
+                "categories_tags": as_tags(args.categories),
             }
         answer = predict(product)
     except PredictError as exc:

@@ -138,6 +138,12 @@ class CandidateSpec:
     doc: str
 
 
+def _balanced_logistic_regression(C: float = 1.0, max_iter: int = 2000) -> LogisticRegression:
+    """Multinomial logistic regression with classes weighed by their rarity (groups 1 and 2
+    are rare)."""
+    return LogisticRegression(C=C, class_weight="balanced", max_iter=max_iter)
+
+
 CANDIDATES: dict[str, CandidateSpec] = {
     "reference_bernoulli_nb": CandidateSpec(
         ("ingredients",),
@@ -148,17 +154,13 @@ CANDIDATES: dict[str, CandidateSpec] = {
     "logistic_regression": CandidateSpec(
         FAMILIES,
         False,
-        lambda C=1.0, max_iter=2000: LogisticRegression(
-            C=C, class_weight="balanced", max_iter=max_iter
-        ),
+        _balanced_logistic_regression,
         "all three tag families, classes weighed by their rarity",
     ),
     "marker_logistic_regression": CandidateSpec(
         FAMILIES,
         True,
-        lambda C=1.0, max_iter=2000: LogisticRegression(
-            C=C, class_weight="balanced", max_iter=max_iter
-        ),
+        _balanced_logistic_regression,
         "all three tag families plus OFF's NOVA markers, classes weighed by their rarity",
     ),
     "marker_decision_tree": CandidateSpec(
