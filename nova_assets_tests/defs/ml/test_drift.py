@@ -2,14 +2,12 @@
 compare, the check passes), a similar one (another seed: the check passes) and a shifted one
 (the similar dump with every group 4 relabelled 3: the check warns)."""
 
-import os
 import sys
 import warnings
 from pathlib import Path
 
 import dagster as dg
 import duckdb
-import mlflow
 import pytest
 from dagster import DagsterInstance
 
@@ -98,22 +96,14 @@ def runs(tmp_path_factory):
         "similar": similar,
         "shifted": shifted(similar, root / "shifted.tsv"),
     }
-    # Loading the champion points MLflow (its globals and MLFLOW_* variables) at this
-    # module's store; conftest's function-scoped guard starts after this fixture, so undo it here.
-    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    # Loading a model points MLflow (and MLFLOW_TRACKING_URI) at this module's store;
+    # conftest's module-scoped guard, set up before this fixture, puts it back afterwards.
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NOVA_DATA_DIR", str(root / "data"))
         for name in ("MLFLOW_TRACKING_URI", "NOVA_INCOMING_DIR"):
             mp.delenv(name, raising=False)
-        try:
-            with DagsterInstance.ephemeral() as instance:
-                yield {name: materialize(instance, mp, path) for name, path in dumps.items()}
-        finally:
-            mlflow.set_tracking_uri(saved.get("MLFLOW_TRACKING_URI"))
-            mlflow.set_registry_uri(saved.get("MLFLOW_REGISTRY_URI"))
-            for key in [k for k in os.environ if k.startswith("MLFLOW_") and k not in saved]:
-                del os.environ[key]
-            os.environ.update(saved)
+        with DagsterInstance.ephemeral() as instance:
+            yield {name: materialize(instance, mp, path) for name, path in dumps.items()}
 
 
 def test_first_dump_has_nothing_to_compare_and_passes(runs):

@@ -2,13 +2,11 @@
 report, in the JSON, the Markdown file, the Dagster metadata and the MLflow run."""
 
 import json
-import os
 import warnings
 from pathlib import Path
 
 import dagster as dg
 import duckdb
-import mlflow
 import pytest
 from dagster import DagsterInstance
 from mlflow import MlflowClient
@@ -68,25 +66,17 @@ def runs(tmp_path_factory):
     """The sample materialized once (v1 becomes champion), then a second model v2 evaluated
     against that champion."""
     root = tmp_path_factory.mktemp("evaluation")
-    # Loading a model points MLflow (and MLFLOW_TRACKING_URI) at this module's store; the
-    # function-scoped guard in conftest starts after this fixture, so undo it here.
-    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    # Loading a model points MLflow (and MLFLOW_TRACKING_URI) at this module's store;
+    # conftest's module-scoped guard, set up before this fixture, puts it back afterwards.
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NOVA_DATA_DIR", str(root / "data"))
         for name in ("MLFLOW_TRACKING_URI", "NOVA_DUMP_URL", "NOVA_INCOMING_DIR"):
             mp.delenv(name, raising=False)
-        try:
-            with DagsterInstance.ephemeral() as instance:
-                first = materialize(instance)
-                first_md = (data_paths().reports / "evaluation.md").read_text()
-                second = materialize(instance, ["nova_model", "evaluation_report"])
-                yield {"first": first, "first_md": first_md, "second": second}
-        finally:
-            mlflow.set_tracking_uri(saved.get("MLFLOW_TRACKING_URI"))
-            mlflow.set_registry_uri(saved.get("MLFLOW_REGISTRY_URI"))
-            for key in [k for k in os.environ if k.startswith("MLFLOW_") and k not in saved]:
-                del os.environ[key]
-            os.environ.update(saved)
+        with DagsterInstance.ephemeral() as instance:
+            first = materialize(instance)
+            first_md = (data_paths().reports / "evaluation.md").read_text()
+            second = materialize(instance, ["nova_model", "evaluation_report"])
+            yield {"first": first, "first_md": first_md, "second": second}
 
 
 def test_intervals_hold_the_point_estimates(runs):
