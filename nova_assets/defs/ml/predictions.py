@@ -27,7 +27,9 @@ def nova_predictions(
         raise RuntimeError(
             f"{MODEL_NAME} has no '{CHAMPION}' alias: materialize champion_model first"
         )
-    pipeline = load_pipeline(mlflow_store.tracking_uri, f"models:/{MODEL_NAME}@{CHAMPION}")
+    # By version, not by alias: the rows must carry the version that really scored them, even
+    # if someone moves the alias meanwhile.
+    pipeline = load_pipeline(mlflow_store.tracking_uri, f"models:/{MODEL_NAME}/{champion.version}")
     with warehouse.connect(publish=["nova_predictions"]) as con:
         stats = write_predictions(con, pipeline, int(champion.version))
     paths = data_paths()
