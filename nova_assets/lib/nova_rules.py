@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
 
 __all__ = [
+    "BLANK_REASONS",
     "GROUP_2_CATEGORIES",
     "GROUP_3_ADDITIVES",
     "GROUP_3_CATEGORIES",
@@ -21,8 +25,12 @@ __all__ = [
     "GROUP_4_INGREDIENTS",
     "NON_FOOD_CATEGORY",
     "NOVA_MARKERS",
+    "blank_reason",
     "compute_nova_group",
     "marker_group",
+    "marker_nova_group",
+    "markers_of",
+    "rules_group",
 ]
 
 NON_FOOD_CATEGORY = "en:non-food-products"
@@ -301,7 +309,18 @@ _CATEGORY_MARKERS: dict[str, int] = {
 
 # OFF's additive tags carry their taxonomy parents (en:e322i comes with en:e322); this parent
 # lookup keeps the rule right when a caller passes only the child variant.
-_ADDITIVE_VARIANT = re.compile(r"^(en:e\d+[a-h]?)(?:iii|ii|iv|vi|v|i)$")
+ADDITIVE_VARIANT_PATTERN = r"^(en:e\d+[a-h]?)(?:iii|ii|iv|vi|v|i)$"
+_ADDITIVE_VARIANT = re.compile(ADDITIVE_VARIANT_PATTERN)
+
+
+def markers_of(family: str, group: int) -> list[str]:
+    """The marker tags of one family that vote for `group`, sorted (for SQL lists)."""
+    prefix = f"{family}:"
+    return sorted(
+        key.removeprefix(prefix)
+        for key, g in NOVA_MARKERS.items()
+        if g == group and key.startswith(prefix)
+    )
 
 
 def marker_group(family: str, tag: str) -> int | None:
@@ -318,6 +337,35 @@ def _additive_group(tag: str) -> int | None:
         if match is not None:
             group = _ADDITIVE_MARKERS.get(match.group(1))
     return group
+
+
+def rules_group(has_2: Any, has_3: Any, has_4: Any) -> Any:
+    """The group OFF's markers give: the highest, except that group 3 never overrides group 2
+    (salt in a product of the category en:sugars stays 2); no marker means 1.
+
+    Takes booleans or numpy arrays of them (one per product), so the rules and the model's
+    marker features decide in the one same place.
+    """
+    return np.where(has_4, 4, np.where(has_2, 2, np.where(has_3, 3, 1)))
+
+
+def _marker_flags(
+    ingredients_tags: Sequence[str], additives_tags: Sequence[str], categories: set[str]
+) -> tuple[bool, bool, bool]:
+    """Whether any tag is a group-2, group-3, group-4 marker."""
+    found = {_CATEGORY_MARKERS.get(tag) for tag in categories}
+    found |= {_INGREDIENT_MARKERS.get(tag) for tag in ingredients_tags}
+    found |= {_additive_group(tag) for tag in additives_tags}
+    return 2 in found, 3 in found, 4 in found
+
+
+def marker_nova_group(
+    ingredients_tags: Sequence[str], additives_tags: Sequence[str], categories_tags: Sequence[str]
+) -> int:
+    """OFF's rules on whatever evidence is present: markers only, without the guards that
+    leave a product blank when a family is missing. The `rules` baseline of the evaluation."""
+    flags = _marker_flags(ingredients_tags, additives_tags, {t for t in categories_tags if t})
+    return int(rules_group(*flags))
 
 
 def compute_nova_group(
@@ -337,60 +385,80 @@ def compute_nova_group(
     "too many unknown ingredients" guard only runs when a caller has the counts.
     Returns None where OFF stores no group (non-food, missing ingredients or category).
     """
+    return _decide(
+        ingredients_tags,
+        additives_tags,
+        categories_tags,
+        has_ingredients_text,
+        ingredients_n,
+        unknown_ingredients_n,
+    )[0]
+
+
+# Why OFF leaves `nova_group` blank, in the order its algorithm decides. The first three are
+# OFF's own `nova_group_error` values.
+BLANK_REASONS = (
+    "non_food",
+    "missing_ingredients",
+    "too_many_unknown_ingredients",
+    "missing_category",
+    "unexplained",
+)
+
+
+def blank_reason(
+    ingredients_tags: Sequence[str],
+    additives_tags: Sequence[str],
+    categories_tags: Sequence[str],
+    has_ingredients_text: bool,
+) -> str:
+    """Why OFF gave a product of the dump no `nova_group`, from the dump's own fields.
+
+    The CSV has no unknown-ingredient counts, so the algorithm decides by elimination: a food
+    with ingredients text, categories and no group-4 marker can only have been left blank for
+    too many unknown ingredients; without categories it says `missing_category` (OFF would name
+    the unknown ingredients first when both hold, which the CSV cannot tell). `unexplained`:
+    the rules would give a group (a group-4 marker OFF's taxonomy does not know, say).
+    """
+    group, reason = _decide(ingredients_tags, additives_tags, categories_tags, has_ingredients_text)
+    if reason:
+        return reason
+    if has_ingredients_text and group != 4:
+        return "too_many_unknown_ingredients"
+    return "unexplained"
+
+
+def _decide(
+    ingredients_tags: Sequence[str],
+    additives_tags: Sequence[str],
+    categories_tags: Sequence[str],
+    has_ingredients_text: bool,
+    ingredients_n: float | None = None,
+    unknown_ingredients_n: float | None = None,
+) -> tuple[int | None, str]:
+    """(group or None, why it is None: a BLANK_REASONS entry, or "" when there is a group)."""
     categories = {tag for tag in categories_tags if tag}
     if NON_FOOD_CATEGORY in categories:
-        return None
-
-    has_2 = has_3 = has_4 = False
-    for tag in categories:
-        group = _CATEGORY_MARKERS.get(tag)
-        if group == 2:
-            has_2 = True
-        elif group == 3:
-            has_3 = True
-    for tag in ingredients_tags:
-        group = _INGREDIENT_MARKERS.get(tag)
-        if group == 4:
-            has_4 = True
-            break
-        if group == 3:
-            has_3 = True
-    if not has_4:
-        for tag in additives_tags:
-            group = _additive_group(tag)
-            if group == 4:
-                has_4 = True
-                break
-            if group == 3:
-                has_3 = True
-
-    # Markers apply in order 2, 3, 4; a group-3 marker never overrides group 2.
-    if has_4:
-        nova = 4
-    elif has_2:
-        nova = 2
-    elif has_3:
-        nova = 3
-    else:
-        nova = 1
-
+        return None, "non_food"
+    has_2, has_3, has_4 = _marker_flags(ingredients_tags, additives_tags, categories)
+    nova = int(rules_group(has_2, has_3, has_4))
     if not has_ingredients_text:
         if nova == 2:
-            return 2
+            return 2, ""
         if (
             nova == 1
             and WATERS_CATEGORY in categories
             and not categories & FLAVOURED_WATERS_CATEGORIES
         ):
-            return 1
-        return None
+            return 1, ""
+        return None, "missing_ingredients"
     if nova != 4:
         if (
             ingredients_n is not None
             and unknown_ingredients_n is not None
             and float(unknown_ingredients_n) > float(ingredients_n) / 2
         ):
-            return None
+            return None, "too_many_unknown_ingredients"
         if not categories:
-            return None
-    return nova
+            return None, "missing_category"
+    return nova, ""

@@ -11,6 +11,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DUMP = REPO_ROOT / "data" / "sample" / "off_products_sample_1000.tsv.gz"
+SAMPLE_JSONL = REPO_ROOT / "data" / "sample" / "off_products_sample_100.jsonl.gz"
+"""100 real OFF product documents with OFF's own NOVA markers and `nova_group_error`."""
 
 
 @dataclass(frozen=True)

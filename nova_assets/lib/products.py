@@ -13,7 +13,14 @@ from pathlib import Path
 import duckdb
 
 from nova_assets.lib.dump import Dump, DumpError
-from nova_assets.lib.warehouse import sql_literal
+from nova_assets.lib.nova_rules import (
+    ADDITIVE_VARIANT_PATTERN,
+    FLAVOURED_WATERS_CATEGORIES,
+    NON_FOOD_CATEGORY,
+    WATERS_CATEGORY,
+    markers_of,
+)
+from nova_assets.lib.warehouse import sql_list, sql_literal
 
 REQUIRED_COLUMNS = (
     "code",
@@ -23,7 +30,7 @@ REQUIRED_COLUMNS = (
     "categories_tags",
     "nova_group",
 )
-OPTIONAL_COLUMNS = ("product_name", "brands", "countries_tags", "created_t")
+OPTIONAL_COLUMNS = ("product_name", "brands", "countries_tags", "created_t", "ingredients_text")
 TAG_COLUMNS = ("ingredients_tags", "additives_tags", "categories_tags", "countries_tags")
 
 PRODUCTS_DDL = """
@@ -36,6 +43,8 @@ CREATE OR REPLACE TABLE products (
     categories_tags VARCHAR[],
     countries_tags VARCHAR[],
     nova_group TINYINT CHECK (nova_group BETWEEN 1 AND 4),
+    has_ingredients_text BOOLEAN,
+    nova_blank_reason VARCHAR,
     created_t TIMESTAMP,
     last_modified_t TIMESTAMP,
     dump_sha256 VARCHAR NOT NULL
@@ -116,6 +125,48 @@ def _text(column: str, present: set[str]) -> str:
     return f"nullif(trim({column}), '')" if column in present else "CAST(NULL AS VARCHAR)"
 
 
+def _has_text(present: set[str]) -> str:
+    """Whether the product has an ingredients text (OFF's test); a dump without the column
+    counts a product with ingredient tags as having one."""
+    if "ingredients_text" in present:
+        return "nullif(trim(ingredients_text), '') IS NOT NULL"
+    return "coalesce(len(ingredients_tags), 0) > 0"
+
+
+def _any_marker(column: str, family: str, group: int) -> str:
+    """Whether the list `column` (NULL: no tags) holds a group-`group` marker of `family`."""
+    return f"coalesce(list_has_any({column}, {sql_list(markers_of(family, group))}), false)"
+
+
+def blank_reason_sql() -> str:
+    """`nova_blank_reason` of a `products` row: the SQL twin of `nova_rules.blank_reason`
+    (a test holds them equal on every row of the real sample), NULL for a labelled product."""
+    additives = (
+        "list_concat(additives_tags, list_transform(additives_tags, "
+        f"lambda t: regexp_replace(t, {sql_literal(ADDITIVE_VARIANT_PATTERN)}, '\\1')))"
+    )
+    has_4 = f"({_any_marker('ingredients_tags', 'ingredients', 4)} OR {_any_marker(additives, 'additives', 4)})"
+    has_3 = (
+        f"({_any_marker('ingredients_tags', 'ingredients', 3)} OR "
+        f"{_any_marker(additives, 'additives', 3)} OR {_any_marker('categories_tags', 'categories', 3)})"
+    )
+    has_2 = _any_marker("categories_tags", "categories", 2)
+    plain_water = (
+        f"coalesce(list_contains(categories_tags, {sql_literal(WATERS_CATEGORY)}), false) AND NOT "
+        f"coalesce(list_has_any(categories_tags, {sql_list(sorted(FLAVOURED_WATERS_CATEGORIES))}), false)"
+    )
+    return f"""CASE
+        WHEN nova_group IS NOT NULL THEN NULL
+        WHEN coalesce(list_contains(categories_tags, {sql_literal(NON_FOOD_CATEGORY)}), false) THEN 'non_food'
+        WHEN NOT has_ingredients_text THEN CASE
+            WHEN NOT {has_4} AND ({has_2} OR (NOT {has_3} AND {plain_water})) THEN 'unexplained'
+            ELSE 'missing_ingredients' END
+        WHEN {has_4} THEN 'unexplained'
+        WHEN coalesce(len(categories_tags), 0) = 0 THEN 'missing_category'
+        ELSE 'too_many_unknown_ingredients'
+    END"""
+
+
 def _epoch(column: str, present: set[str]) -> str:
     if column not in present:
         return "CAST(NULL AS TIMESTAMP)"
@@ -155,6 +206,7 @@ def _staged_sql(path: str, present: set[str]) -> str:
                 TRY_CAST(nova_raw AS DOUBLE) AS nova_num,
                 CASE WHEN nova_num IN (1, 2, 3, 4) THEN CAST(nova_num AS TINYINT) END
                     AS nova_group,
+                {_has_text(present)} AS has_ingredients_text,
                 {_epoch("created_t", present)} AS created_t,
                 {_epoch("last_modified_t", present)} AS last_modified_t
             FROM {read_csv_sql(path, rejects=True)}
@@ -212,10 +264,11 @@ def ingest_products(
         con.execute(LOSING_ROWS_DDL)
         con.execute(LOAD_DDL)
         con.execute(
-            """
+            f"""
             INSERT INTO products
             SELECT code, product_name, brands, ingredients_tags, additives_tags, categories_tags,
-                   countries_tags, nova_group, created_t, last_modified_t, ?
+                   countries_tags, nova_group, has_ingredients_text, {blank_reason_sql()},
+                   created_t, last_modified_t, ?
             FROM staged_products
             ANTI JOIN losing_rows ON losing_rows.staged_row = staged_products.rowid
             WHERE code IS NOT NULL

@@ -65,6 +65,11 @@ def sql_literal(value: str | Path) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def sql_list(values: list[str]) -> str:
+    """Strings as a SQL `VARCHAR[]` literal (constant lists inside generated SQL)."""
+    return "[" + ", ".join(sql_literal(v) for v in values) + "]::VARCHAR[]"
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(
         con.execute(

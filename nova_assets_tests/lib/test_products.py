@@ -1,9 +1,13 @@
+import gzip
+import json
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from nova_assets.lib.dump import DumpError, fetch_dump
+from nova_assets.lib.nova_rules import BLANK_REASONS, blank_reason
+from nova_assets.lib.paths import SAMPLE_JSONL
 from nova_assets.lib.products import PRODUCTS_DDL, REQUIRED_COLUMNS, ingest_products
 from nova_assets_tests.conftest import get_field, set_field, write_dump
 
@@ -210,3 +214,96 @@ def test_products_has_its_key_and_the_connection_settings_are_restored(con, tmp_
     assert not con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('staged_products', 'losing_rows')"
     ).fetchone()[0]
+
+
+def _tags(line: str, header: str, column: str) -> list[str]:
+    return [t for t in get_field(line, header, column).split(",") if t]
+
+
+def test_blank_reason_matches_the_rules_on_every_sample_row(con, tmp_path, sample_lines):
+    """`nova_blank_reason` is computed in SQL at ingest: it must say what the Python rules say."""
+    ingest(con, tmp_path, sample_lines)
+    stored = dict(con.execute("SELECT code, nova_blank_reason FROM products").fetchall())
+    header = sample_lines[0]
+    mix: dict[str | None, int] = {}
+    for line in sample_lines[1:]:
+        code = get_field(line, header, "code")
+        labelled = get_field(line, header, "nova_group") != ""
+        expected = None
+        if not labelled:
+            expected = blank_reason(
+                _tags(line, header, "ingredients_tags"),
+                _tags(line, header, "additives_tags"),
+                _tags(line, header, "categories_tags"),
+                bool(get_field(line, header, "ingredients_text").strip()),
+            )
+        assert stored[code] == expected, code
+        mix[expected] = mix.get(expected, 0) + 1
+    # The sample's blank products are of every kind OFF names, not one.
+    assert {"missing_ingredients", "missing_category", "too_many_unknown_ingredients"} <= set(mix)
+
+
+def test_blank_reason_is_offs_own_error_on_real_products(con, tmp_path, sample_lines):
+    """The JSONL documents carry OFF's `nova_group_error`; decided from the TSV's fields of the
+    same products, our reason must be the same for each of them."""
+    ingest(con, tmp_path, sample_lines)
+    documents = [
+        json.loads(line) for line in gzip.decompress(SAMPLE_JSONL.read_bytes()).splitlines()
+    ]
+    errors = {d["code"]: d["nova_group_error"] for d in documents if d.get("nova_group_error")}
+    ours = dict(
+        con.execute(
+            "SELECT code, nova_blank_reason FROM products WHERE list_contains(?, code)",
+            [list(errors)],
+        ).fetchall()
+    )
+    assert len(ours) >= 20  # blank products present in both files
+    assert {code: errors[code] for code in ours} == ours
+    assert set(ours.values()) == {
+        "missing_ingredients",
+        "missing_category",
+        "too_many_unknown_ingredients",
+    }
+
+
+def test_blank_reason_cases(con, tmp_path, sample_lines):
+    """Each branch of the decision, on one real line edited field by field."""
+    header = sample_lines[0]
+    base = set_field(
+        set_field(sample_lines[1], header, "nova_group", ""), header, "additives_tags", ""
+    )
+
+    def product(code: str, **fields: str) -> str:
+        line = set_field(base, header, "code", code)
+        for column, value in fields.items():
+            line = set_field(line, header, column, value)
+        return line
+
+    lines = [
+        header,
+        product("1", categories_tags="en:non-food-products,en:cosmetics"),
+        product("2", ingredients_text="", ingredients_tags="", additives_tags=""),
+        product("3", ingredients_text="sugar", ingredients_tags="en:sugar", categories_tags=""),
+        product(
+            "4", ingredients_text="leaf", ingredients_tags="en:leaf", categories_tags="en:teas"
+        ),
+        product(
+            "5", ingredients_text="aroma", ingredients_tags="en:flavouring", categories_tags=""
+        ),
+        product("6", ingredients_text="", ingredients_tags="", categories_tags="en:honeys"),
+        product("7", ingredients_text="", ingredients_tags="", categories_tags="en:waters"),
+        product("8", nova_group="4"),
+    ]
+    ingest(con, tmp_path, lines)
+    got = dict(con.execute("SELECT code, nova_blank_reason FROM products").fetchall())
+    assert got == {
+        "1": "non_food",
+        "2": "missing_ingredients",
+        "3": "missing_category",
+        "4": "too_many_unknown_ingredients",
+        "5": "unexplained",  # a group-4 marker: OFF would have said 4
+        "6": "unexplained",  # group-2 category without ingredients: OFF says 2
+        "7": "unexplained",  # plain water without ingredients: OFF says 1
+        "8": None,
+    }
+    assert set(got.values()) - {None} <= set(BLANK_REASONS)
