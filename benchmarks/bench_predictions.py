@@ -1,19 +1,21 @@
 """Benchmark batch predictions: our `nova_predictions` path against the classic pandas way.
 
-Setup, not timed, in a process of its own: the dump is ingested into a temp warehouse (`ingest_products`), split, its
-vocabulary learned, and a model of `--kind` fitted on up to `--train-rows` labelled train rows.
-Then each method scores every unlabelled product that has ingredients, in its own subprocess
-(so its peak RSS is its own), `--repeats` times:
+Setup, not timed, in a process of its own: the dump is ingested into a temp warehouse
+(`ingest_products`), split, its vocabulary learned, and a model of `--kind` fitted on up to
+`--train-rows` labelled train rows outside the validation carve-out, then calibrated on it.
+Then each method answers every unlabelled food product with some evidence, in its own
+subprocess (so its peak RSS is its own), `--repeats` times:
 
-- ours: `write_predictions`, the asset's code: tag matrix built in DuckDB, group, probability
-  and top-3 reasons, written to `nova_predictions` in one transaction;
+- ours: `write_predictions`, the asset's code: product matrix built in DuckDB, group,
+  calibrated probability, confidence, evidence and top-3 reasons, written to `nova_predictions`
+  in one transaction;
 - reference: the classic way, and what a served model does: the rows fetched as pandas frames
-  of tag lists in chunks, `pipeline.predict_proba` on each (the pipeline's own vectorizer), no
-  reasons and nothing written, so it does less than ours.
+  (tag lists, names) in chunks, `pipeline.predict` on each (the pipeline's own vectorizer), no
+  probability, reasons or table, so it does less than ours.
 
 Prints a table, ours/reference speedup and a final `BENCH_JSON {...}` line.
 
-Usage: python benchmarks/bench_predictions.py DUMP [--kind marker_logistic_regression]
+Usage: python benchmarks/bench_predictions.py DUMP [--kind evidence_logistic_regression]
        [--train-rows 200000] [--repeats 3] [--threads N]
 """
 
@@ -56,21 +58,26 @@ def prepare(dump_path: Path, workdir: Path, kind: str, train_rows: int, threads:
     """Warehouse and fitted model for the methods to share; returns what was built."""
     import numpy as np
 
-    from nova_assets.lib.features import build_vocabulary, labelled_rows_sql, tag_matrix
+    from nova_assets.lib.features import build_vocabulary, labelled_rows_sql, product_matrix
     from nova_assets.lib.models import fit_pipeline
     from nova_assets.lib.products import ingest_products
-    from nova_assets.lib.split import extend_test_split
+    from nova_assets.lib.split import extend_test_split, validation_mask
 
     dump = dump_in_place(dump_path)
     with _warehouse(workdir, threads) as con:
         stats = ingest_products(con, dump)
         extend_test_split(con)
         features = build_vocabulary(con, min_count=2)
-        train = tag_matrix(con, labelled_rows_sql("train"), features)
-    if train.X.shape[0] == 0:
+        train = product_matrix(con, labelled_rows_sql("train"), features)
+    if len(train) == 0:
         raise SystemExit(f"{dump_path} has no labelled training product: nothing to fit")
-    rows = np.random.default_rng(0).permutation(train.X.shape[0])[:train_rows]
-    pipeline = fit_pipeline(kind, train.X[rows], train.labels[rows], features)
+    validation = validation_mask(train.codes, 20)
+    fit_rows = np.random.default_rng(0).permutation(np.flatnonzero(~validation))[:train_rows]
+    fitted = train.take(np.sort(fit_rows))
+    pipeline = fit_pipeline(kind, fitted, fitted.labels)
+    held_out = train.take(np.flatnonzero(validation))
+    pipeline.named_steps["classifier"].calibrate(held_out, held_out.labels)
+    rows = fit_rows
     with (workdir / "pipeline.pkl").open("wb") as handle:
         pickle.dump(pipeline, handle)
     return {"products": stats.products, "features": len(features), "train_rows": len(rows)}
@@ -102,19 +109,17 @@ def run_reference(workdir: Path, threads: int, repeats: int) -> dict[str, Any]:
     from nova_assets.lib.warehouse import connect
 
     pipeline = _pipeline(workdir)
-    classes = pipeline.named_steps["classifier"].classes_
     seconds, cpu = [], []
     with connect(workdir / "warehouse.duckdb", read_only=True, threads=threads) as con:
         for _ in range(repeats):
             cpu_started, started = _cpu_seconds(), time.perf_counter()
             result = con.execute(
-                f"SELECT code, ingredients_tags, additives_tags, categories_tags "
-                f"FROM ({UNLABELLED_SQL})"
+                f"SELECT code, ingredients_tags, additives_tags, categories_tags, product_name, "
+                f"partial_ingredients FROM ({UNLABELLED_SQL})"
             )
             groups = []
             while len(frame := result.fetch_df_chunk(REFERENCE_CHUNK_ROWS // 2048)):
-                proba = pipeline.predict_proba(frame)
-                groups.append(classes[proba.argmax(axis=1)])
+                groups.append(pipeline.predict(frame))
             predicted = np.concatenate(groups) if groups else np.array([], dtype=int)
             seconds.append(time.perf_counter() - started)
             cpu.append(_cpu_seconds() - cpu_started)
@@ -225,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point; `--child` is the internal per-method mode the parent starts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dump", type=Path, nargs="?", help="OFF TSV dump, plain or .gz")
-    parser.add_argument("--kind", default="marker_logistic_regression", help="model kind")
+    parser.add_argument("--kind", default="evidence_logistic_regression", help="model kind")
     parser.add_argument("--train-rows", type=int, default=200_000, help="rows to fit on")
     parser.add_argument("--repeats", type=int, default=3, help="scorings per method")
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (all CPUs)")

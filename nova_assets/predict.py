@@ -1,11 +1,13 @@
 """The champion's NOVA guess for one product, from a shell.
 
     uv run python -m nova_assets.predict --code 3017620422003
+    uv run python -m nova_assets.predict --name "Pâte à tartiner aux noisettes" --categories en:spreads
     uv run python -m nova_assets.predict --tags en:sugar,en:palm-oil --additives en:e322
 
 `--code` looks the product up in the published read-only copy (so it works while runs write);
-`--tags`/`--additives`/`--categories` take comma-separated OFF tags. Errors are one line on
-stderr with exit code 2.
+otherwise give what you know of the product: `--name` and comma-separated OFF tags with
+`--tags` (ingredients), `--additives`, `--categories`, and `--partial-ingredients` when many
+of its ingredients are unknown to OFF. Errors are one line on stderr with exit code 2.
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from nova_assets.lib.model_input import BadModelInput, as_tags
-from nova_assets.lib.models import explain
+from nova_assets.lib.model_input import (
+    INPUT_COLUMNS,
+    NAME_COLUMN,
+    PARTIAL_COLUMN,
+    BadModelInput,
+    as_tags,
+)
 from nova_assets.lib.paths import data_paths
+from nova_assets.lib.reasons import explain
 from nova_assets.lib.registry import (
     CHAMPION,
     MODEL_NAME,
@@ -45,20 +53,22 @@ def product_by_code(code: str) -> dict:
         raise PredictError(f"no published copy at {catalog}: {MATERIALIZE_FIRST}")
     with duckdb.connect(str(catalog), read_only=True) as con:
         row = con.execute(
-            "SELECT code, product_name, nova_group, ingredients_tags, additives_tags, "
-            "categories_tags FROM products WHERE code = ?",
+            "SELECT code, product_name, nova_group, nova_blank_reason, ingredients_tags, "
+            "additives_tags, categories_tags FROM products WHERE code = ?",
             [code],
         ).fetchall()
     if not row:
         raise PredictError(f"no product with code {code!r} in {catalog}")
-    code, name, group, ingredients, additives, categories = row[0]
+    code, name, group, reason, ingredients, additives, categories = row[0]
     return {
         "code": code,
         "product_name": name,
         "off_nova_group": group,
+        "nova_blank_reason": reason,
         "ingredients_tags": list(ingredients or []),
         "additives_tags": list(additives or []),
         "categories_tags": list(categories or []),
+        "partial_ingredients": reason == "too_many_unknown_ingredients",
     }
 
 
@@ -72,11 +82,10 @@ def predict(product: dict) -> dict:
     if champion is None:
         raise PredictError(f"{MODEL_NAME} has no '{CHAMPION}' model yet: {MATERIALIZE_FIRST}")
     pipeline = load_pipeline(uri, f"models:/{MODEL_NAME}/{champion.version}")
-    tags = pd.DataFrame(
-        {c: [product[c]] for c in ("ingredients_tags", "additives_tags", "categories_tags")}
-    )
+    columns = (*INPUT_COLUMNS, NAME_COLUMN, PARTIAL_COLUMN)
+    frame = pd.DataFrame({c: [product.get(c)] for c in columns})
     try:
-        (answer,) = explain(pipeline, tags)
+        (answer,) = explain(pipeline, frame)
     except BadModelInput as exc:
         raise PredictError(exc.message) from exc
     return {**product, **answer, "model_version": int(champion.version)}
@@ -86,21 +95,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nova_assets.predict", description=__doc__.split("\n\n")[0]
     )
-    what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--code", help="a product code in the warehouse")
-    what.add_argument("--tags", help="comma-separated ingredients tags, e.g. en:sugar,en:palm-oil")
-    parser.add_argument("--additives", help="comma-separated additives tags (with --tags)")
-    parser.add_argument("--categories", help="comma-separated categories tags (with --tags)")
+    parser.add_argument("--code", help="a product code in the warehouse")
+    parser.add_argument("--name", help="the product's name, in any language")
+    parser.add_argument(
+        "--tags", help="comma-separated ingredients tags, e.g. en:sugar,en:palm-oil"
+    )
+    parser.add_argument("--additives", help="comma-separated additives tags")
+    parser.add_argument("--categories", help="comma-separated categories tags")
+    parser.add_argument(
+        "--partial-ingredients",
+        action="store_true",
+        help="many of the ingredients are unknown to OFF (its too_many_unknown_ingredients)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    described = [args.name, args.tags, args.additives, args.categories]
+    if bool(args.code) == any(v is not None for v in described):
+        parser.error(
+            "give either --code, or the product: --name and/or --tags/--additives/--categories"
+        )
     try:
         if args.code:
             product = product_by_code(args.code)
         else:
             product = {
+                "product_name": args.name,
                 "ingredients_tags": as_tags(args.tags),
                 "additives_tags": as_tags(args.additives),
                 "categories_tags": as_tags(args.categories),
+                "partial_ingredients": args.partial_ingredients,
             }
         answer = predict(product)
     except PredictError as exc:
@@ -112,12 +135,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "code" in answer:
         print(f"{answer['code']}  {answer['product_name'] or '(no name)'}")
         known = answer["off_nova_group"]
-        print(f"OFF's NOVA group: {known if known is not None else 'none'}")
+        why = f" ({answer['nova_blank_reason']})" if answer.get("nova_blank_reason") else ""
+        print(f"OFF's NOVA group: {known if known is not None else 'none'}{why}")
+    sure = "confident" if answer["confident"] else "not confident: under its threshold"
     print(
         f"predicted NOVA group {answer['nova_group']} (probability {answer['probability']:.2f}, "
-        f"{MODEL_NAME} v{answer['model_version']})"
+        f"{sure}; {MODEL_NAME} v{answer['model_version']})"
     )
-    print("because of: " + (", ".join(answer["reasons"]) or "no tag the model weighs for it"))
+    print(f"from: {', '.join(answer['evidence']) or 'nothing'}")
+    print("because of: " + (", ".join(answer["reasons"]) or "nothing the model weighs for it"))
     return 0
 
 

@@ -21,8 +21,8 @@ import duckdb
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from nova_assets.lib.features import FAMILIES, tag_matrix, tag_pairs_sql
-from nova_assets.lib.models import predict_matrix
+from nova_assets.lib.features import FAMILIES, product_matrix, tag_pairs_sql
+from nova_assets.lib.models import predict
 from nova_assets.lib.warehouse import sql_literal, table_exists
 
 GROUPS = (1, 2, 3, 4)
@@ -384,15 +384,15 @@ def _label_changes(con: duckdb.DuckDBPyConnection, previous: str) -> LabelChange
 
 CHANGED_ROWS_SQL = """
     SELECT p.rowid AS row_key, p.code, p.ingredients_tags, p.additives_tags, p.categories_tags,
-           p.nova_group
+           p.product_name, p.nova_group
     FROM products p JOIN drift_changed USING (code)
 """
 
 
 def _score(con: duckdb.DuckDBPyConnection, champion: Champion) -> ChampionScore:
     """The champion's accuracy against the new labels of the products whose label changed."""
-    features = list(champion.pipeline.named_steps["tags"].features)
-    matrix = tag_matrix(con, CHANGED_ROWS_SQL, features)
+    features = list(champion.pipeline.named_steps["products"].features)
+    matrix = product_matrix(con, CHANGED_ROWS_SQL, features)
     test_codes = np.array([], dtype=str)
     if table_exists(con, "test_split"):
         test_codes = np.asarray(
@@ -405,10 +405,9 @@ def _score(con: duckdb.DuckDBPyConnection, champion: Champion) -> ChampionScore:
             ],
             dtype=str,
         )
-    if matrix.X.shape[0] == 0:
+    if len(matrix) == 0:
         return ChampionScore(champion.version, 0, None, 0, None)
-    predicted, _ = predict_matrix(champion.pipeline, matrix.X)
-    right = predicted == matrix.labels
+    right = predict(champion.pipeline, matrix).groups == matrix.labels
     in_test = np.isin(matrix.codes, test_codes)
     return ChampionScore(
         version=champion.version,

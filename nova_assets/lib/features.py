@@ -1,13 +1,14 @@
-"""Multi-hot features over OFF tags, built set-wise in DuckDB and handed to scipy as CSR.
+"""The model's input: products as a multi-hot tag matrix, with their names and the evidence
+they carry, built set-wise in DuckDB and handed to scipy as CSR.
 
-A feature is `family:tag`, the family being where the tag came from (`ingredients`,
+A tag feature is `family:tag`, the family being where the tag came from (`ingredients`,
 `additives`, `categories`), so `en:sugar` as an ingredient and as a category stay apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -15,7 +16,11 @@ import numpy as np
 import pyarrow as pa
 from scipy import sparse
 
+from nova_assets.lib.nova_rules import NOVA_MARKERS
+
 FAMILIES = ("ingredients", "additives", "categories")
+EVIDENCE = (*FAMILIES, "name")
+"""What a product can carry, in the column order of `ProductMatrix.evidence`."""
 
 VOCABULARY_DDL = """
 CREATE OR REPLACE TABLE feature_vocabulary (
@@ -46,35 +51,50 @@ def tag_pairs_sql(rows_sql: str) -> str:
 
 
 def labelled_rows_sql(split: str) -> str:
-    """Labelled products of one side of the fixed split, keyed by rowid."""
+    """Labelled products of one side of the fixed split, keyed by rowid. OFF labelled them, so
+    their ingredients are not partly unknown."""
     return f"""
-        SELECT p.rowid AS row_key, p.code, p.ingredients_tags, p.additives_tags, p.categories_tags, p.nova_group
+        SELECT p.rowid AS row_key, p.code, p.ingredients_tags, p.additives_tags, p.categories_tags,
+               p.product_name, p.nova_group, false AS partial_ingredients
         FROM products p JOIN test_split s USING (code)
         WHERE s.split = '{split}' AND p.nova_group IS NOT NULL
     """
 
 
 def build_vocabulary(con: duckdb.DuckDBPyConnection, min_count: int) -> list[str]:
-    """Learn the vocabulary from training rows only: tags seen in at least `min_count` of them.
+    """Learn the vocabulary from training rows only: tags seen in at least `min_count` of them,
+    and every one of OFF's NOVA markers whatever its count, so the marker features see each
+    marker a product has, as the rules do.
 
     Replaces `feature_vocabulary` and returns its features in column order.
     """
-    con.execute(VOCABULARY_DDL)
-    con.execute(
-        f"""
-        INSERT INTO feature_vocabulary
-        SELECT CAST(row_number() OVER (ORDER BY family, tag) - 1 AS INTEGER),
-               family || ':' || tag, family, tag, n
-        FROM (
-            SELECT family, tag, count(DISTINCT row_key) AS n
-            FROM ({tag_pairs_sql(labelled_rows_sql("train"))})
-            WHERE tag IS NOT NULL AND tag <> ''
-            GROUP BY ALL
-            HAVING count(DISTINCT row_key) >= ?
-        )
-        """,
-        [min_count],
+    markers = pa.table(
+        {
+            "family": [split_feature(m)[0] for m in NOVA_MARKERS],
+            "tag": [split_feature(m)[1] for m in NOVA_MARKERS],
+        }
     )
+    con.execute(VOCABULARY_DDL)
+    con.register("vocabulary_markers", markers)
+    try:
+        con.execute(
+            f"""
+            INSERT INTO feature_vocabulary
+            SELECT CAST(row_number() OVER (ORDER BY family, tag) - 1 AS INTEGER),
+                   family || ':' || tag, family, tag, coalesce(n, 0)
+            FROM (
+                SELECT family, tag, count(DISTINCT row_key) AS n
+                FROM ({tag_pairs_sql(labelled_rows_sql("train"))})
+                WHERE tag IS NOT NULL AND tag <> ''
+                GROUP BY ALL
+            ) counted
+            FULL JOIN vocabulary_markers USING (family, tag)
+            WHERE n >= ? OR vocabulary_markers.tag IS NOT NULL
+            """,
+            [min_count],
+        )
+    finally:
+        con.unregister("vocabulary_markers")
     return [
         r[0]
         for r in con.execute(
@@ -84,17 +104,42 @@ def build_vocabulary(con: duckdb.DuckDBPyConnection, min_count: int) -> list[str
 
 
 @dataclass
-class TagMatrix:
-    """Rows of products as a CSR multi-hot matrix, with their codes and (maybe) labels."""
+class ProductMatrix:
+    """Products as the model reads them.
+
+    `X`: multi-hot tags over `features`. `evidence[i, k]`: product i carries `EVIDENCE[k]` (any
+    tag of the family, vocabulary or not; a non-empty name). `partial[i]`: its ingredients are
+    known to be partly unknown (OFF's `too_many_unknown_ingredients`). `names`: product names
+    ('' for none). `labels`: NOVA group, 0 where there is none.
+    """
 
     X: sparse.csr_matrix
     codes: np.ndarray
     labels: np.ndarray
     features: list[str]
+    names: np.ndarray
+    evidence: np.ndarray
+    partial: np.ndarray
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def take(self, rows: np.ndarray) -> ProductMatrix:
+        """The rows `rows` (indices or a boolean mask), in that order."""
+        return replace(
+            self,
+            X=self.X[rows],
+            codes=self.codes[rows],
+            labels=self.labels[rows],
+            names=self.names[rows],
+            evidence=self.evidence[rows],
+            partial=self.partial[rows],
+        )
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
+        name_offsets, name_bytes = _pack(self.names)
         np.savez(
             tmp,
             data=self.X.data,
@@ -104,14 +149,48 @@ class TagMatrix:
             codes=self.codes,
             labels=self.labels,
             features=np.array(self.features, dtype=str),
+            name_offsets=name_offsets,
+            name_bytes=name_bytes,
+            evidence=self.evidence,
+            partial=self.partial,
         )
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> TagMatrix:
+    def load(cls, path: Path) -> ProductMatrix:
         with np.load(path, allow_pickle=False) as f:
             X = sparse.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))
-            return cls(X, f["codes"], f["labels"], [str(x) for x in f["features"]])
+            return cls(
+                X,
+                f["codes"],
+                f["labels"],
+                [str(x) for x in f["features"]],
+                _unpack(f["name_offsets"], f["name_bytes"]),
+                f["evidence"],
+                f["partial"],
+            )
+
+
+def _pack(strings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Strings as (offsets, UTF-8 bytes), Arrow's layout: no fixed-width unicode array, whose
+    size is the longest name times the row count."""
+    array = pa.array(list(strings), pa.large_string())
+    _, offsets, data = array.buffers()
+    n = len(array)
+    offsets_np = np.frombuffer(offsets, dtype=np.int64, count=n + 1).copy()
+    data_np = (
+        np.frombuffer(data, dtype=np.uint8, count=int(offsets_np[-1])).copy()
+        if data is not None
+        else np.zeros(0, dtype=np.uint8)
+    )
+    return offsets_np, data_np
+
+
+def _unpack(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
+    array = pa.LargeStringArray.from_buffers(
+        len(offsets) - 1, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data.tobytes())
+    )
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _positions(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -125,18 +204,39 @@ def _positions(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return lookup[wanted - low]
 
 
-def tag_matrix(
+def csr_from_pairs(
+    rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int
+) -> sparse.csr_matrix:
+    """Multi-hot CSR from (row, column) pairs in any order, a pair listed twice counted once.
+
+    Pairs grouped by row with a stable integer sort: a third faster than going through COO.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int32)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    X = sparse.csr_matrix(
+        (np.ones(len(cols), dtype=np.float32), cols[np.argsort(rows, kind="stable")], indptr),
+        shape=(n_rows, n_cols),
+    )
+    X.sum_duplicates()
+    X.data[:] = 1.0
+    return X
+
+
+def product_matrix(
     con: duckdb.DuckDBPyConnection,
     rows_sql: str,
     features: Sequence[str],
     *,
     ordered: bool = True,
-) -> TagMatrix:
-    """Multi-hot rows of `rows_sql` over `features`.
+) -> ProductMatrix:
+    """The rows of `rows_sql` as a ProductMatrix over `features`.
 
     `rows_sql` yields `row_key` (unique per row, e.g. `products.rowid`), `code`, the three
-    `*_tags` lists and optionally `nova_group`. The work is one DuckDB join from tags to column ids
-    straight off the table, with no copy of the rows; Python only sees index arrays.
+    `*_tags` lists, and optionally `product_name`, `nova_group` and `partial_ingredients`. The
+    work is one DuckDB join from tags to column ids straight off the table, with no copy of the
+    rows; Python only sees index arrays and the names.
     With `ordered`, rows come in code order, so two calls over the same rows line up; without it
     they come in scan order, which is cheaper and enough for scoring.
     """
@@ -152,13 +252,19 @@ def tag_matrix(
     )
     columns = [d[0] for d in con.execute(f"SELECT * FROM ({rows_sql}) LIMIT 0").description]
     if "row_key" not in columns:
-        raise ValueError("tag_matrix needs a row_key column (e.g. products.rowid AS row_key)")
-    label = "nova_group" if "nova_group" in columns else "CAST(NULL AS TINYINT)"
+        raise ValueError("product_matrix needs a row_key column (e.g. products.rowid AS row_key)")
+
+    def optional(column: str, default: str) -> str:
+        return column if column in columns else default
+
+    has = ", ".join(f"coalesce(len({f}_tags), 0) > 0 AS has_{f}" for f in FAMILIES)
     con.register("matrix_vocab", vocab)
     try:
         head = con.execute(
-            f"SELECT row_key, code, coalesce({label}, 0) AS label FROM ({rows_sql}) "
-            + ("ORDER BY code" if ordered else "")
+            f"SELECT row_key, code, coalesce({optional('nova_group', 'NULL')}, 0) AS label, "
+            f"coalesce(trim({optional('product_name', 'NULL')}), '') AS name, {has}, "
+            f"coalesce({optional('partial_ingredients', 'NULL')}, false) AS partial "
+            f"FROM ({rows_sql}) " + ("ORDER BY code" if ordered else "")
         ).fetchnumpy()
         pairs = con.execute(
             f"SELECT t.row_key, v.feature_id FROM ({tag_pairs_sql(rows_sql)}) t "
@@ -168,17 +274,18 @@ def tag_matrix(
         con.unregister("matrix_vocab")
     keys = np.asarray(head["row_key"], dtype=np.int64)
     rows = _positions(keys, np.asarray(pairs["row_key"], dtype=np.int64))
-    cols = np.asarray(pairs["feature_id"], dtype=np.int32)
-    # Pairs grouped by row with a stable integer sort, then a tag listed twice summed and set
-    # back to 1 (multi-hot): a third faster than going through COO.
-    indptr = np.zeros(len(keys) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=len(keys)), out=indptr[1:])
-    X = sparse.csr_matrix(
-        (np.ones(len(cols), dtype=np.float32), cols[np.argsort(rows, kind="stable")], indptr),
-        shape=(len(keys), len(features)),
+    X = csr_from_pairs(rows, pairs["feature_id"], len(keys), len(features))
+    names = np.asarray(head["name"], dtype=object)
+    evidence = np.column_stack(
+        [np.asarray(head[f"has_{f}"], dtype=bool) for f in FAMILIES]
+        + [np.fromiter((bool(n) for n in names), dtype=bool, count=len(names))]
+    ).reshape(len(keys), len(EVIDENCE))
+    return ProductMatrix(
+        X=X,
+        codes=np.asarray(head["code"]).astype(str),
+        labels=np.asarray(head["label"], dtype=np.int8),
+        features=list(features),
+        names=names,
+        evidence=evidence,
+        partial=np.asarray(head["partial"], dtype=bool),
     )
-    X.sum_duplicates()
-    X.data[:] = 1.0
-    codes = np.asarray(head["code"]).astype(str)
-    labels = np.asarray(head["label"], dtype=np.int8)
-    return TagMatrix(X, codes, labels, list(features))

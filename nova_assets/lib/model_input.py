@@ -1,5 +1,5 @@
-"""Raw tag input from users (MLflow serving, `python -m nova_assets.predict`), checked so a bad
-request gets a message saying what is wrong instead of a stack trace.
+"""Raw product input from users (MLflow serving, `python -m nova_assets.predict`, the Python
+API), checked so a bad request gets a message saying what is wrong instead of a stack trace.
 
 The error is an `MlflowException` with INVALID_PARAMETER_VALUE, which MLflow's scoring server
 answers with HTTP 400 and the message.
@@ -8,6 +8,7 @@ answers with HTTP 400 and the message.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -17,10 +18,15 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from nova_assets.lib.features import FAMILIES
 
 INPUT_COLUMNS = tuple(f"{family}_tags" for family in FAMILIES)
+NAME_COLUMN = "product_name"
+PARTIAL_COLUMN = "partial_ingredients"
+OPTIONAL_COLUMNS = (NAME_COLUMN, PARTIAL_COLUMN)
 EXPECTED = (
     "each product needs the columns "
     + ", ".join(INPUT_COLUMNS)
-    + ', each a list of OFF tags such as ["en:sugar", "en:palm-oil"] (or one comma-separated string)'
+    + ', each a list of OFF tags such as ["en:sugar", "en:palm-oil"] (or one comma-separated '
+    f"string), and may have {NAME_COLUMN} (text) and {PARTIAL_COLUMN} (true when many of its "
+    "ingredients are unknown to OFF)"
 )
 
 
@@ -35,15 +41,18 @@ class BadModelInput(MlflowException, ValueError):
         super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
+def _missing(value: object) -> bool:
+    """None, NaN or pandas' NA (as DuckDB's `.df()` gives for a NULL)."""
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
 def as_tags(value: object, *, row: int = 0, column: str = "tags") -> list[str]:
     """One cell as a list of tags: a list/array of strings, OFF's comma-separated string, or
-    nothing (None, NaN, pandas' NA, as DuckDB's `.df()` gives for a NULL list) for no tags."""
-    if value is None or value is pd.NA:
+    nothing (None, NaN, pandas' NA) for no tags."""
+    if _missing(value):
         return []
     if isinstance(value, str):
         return [t.strip() for t in value.split(",") if t.strip()]
-    if isinstance(value, float) and np.isnan(value):
-        return []
     if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
         items = list(value)
         wrong = [t for t in items if not isinstance(t, str)]
@@ -59,10 +68,46 @@ def as_tags(value: object, *, row: int = 0, column: str = "tags") -> list[str]:
     )
 
 
-def tag_lists(X: object) -> dict[str, list[list[str]]]:
-    """The three tag columns of `X` as lists of tag lists, or BadModelInput saying what is wrong:
-    not a table, no product, a column missing, a cell that is not tags, a product without any tag.
-    """
+def as_name(value: object, *, row: int = 0) -> str:
+    """One product name cell: text, or nothing."""
+    if _missing(value):
+        return ""
+    if not isinstance(value, str):
+        raise BadModelInput(
+            f"row {row}, column {NAME_COLUMN}: expected text, got {type(value).__name__} "
+            f"{value!r}; {EXPECTED}"
+        )
+    return value.strip()
+
+
+def as_flag(value: object, *, row: int = 0) -> bool:
+    """One `partial_ingredients` cell: a boolean, or nothing for false."""
+    if _missing(value):
+        return False
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise BadModelInput(
+        f"row {row}, column {PARTIAL_COLUMN}: expected true or false, got "
+        f"{type(value).__name__} {value!r}; {EXPECTED}"
+    )
+
+
+@dataclass(frozen=True)
+class RawProducts:
+    """Checked raw input: per product, its tag lists, name and whether its ingredients are
+    partly unknown."""
+
+    tags: dict[str, list[list[str]]]
+    names: list[str]
+    partial: list[bool]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def read_products(X: object) -> RawProducts:
+    """The products of `X`, or BadModelInput saying what is wrong: not a table, no product, a
+    tag column missing, a cell of the wrong kind, a product with no tag and no name."""
     if not isinstance(X, pd.DataFrame):
         raise BadModelInput(f"expected a table of products, got {type(X).__name__}; {EXPECTED}")
     if len(X) == 0:
@@ -70,15 +115,27 @@ def tag_lists(X: object) -> dict[str, list[list[str]]]:
     missing = [c for c in INPUT_COLUMNS if c not in X.columns]
     if missing:
         raise BadModelInput(f"missing column(s) {', '.join(missing)}: {EXPECTED}")
-    columns = {
+    tags = {
         c: [as_tags(v, row=i, column=c) for i, v in enumerate(X[c].tolist())] for c in INPUT_COLUMNS
     }
-    empty = [i for i in range(len(X)) if not any(columns[c][i] for c in INPUT_COLUMNS)]
+    n = len(X)
+    names = (
+        [as_name(v, row=i) for i, v in enumerate(X[NAME_COLUMN].tolist())]
+        if NAME_COLUMN in X.columns
+        else [""] * n
+    )
+    partial = (
+        [as_flag(v, row=i) for i, v in enumerate(X[PARTIAL_COLUMN].tolist())]
+        if PARTIAL_COLUMN in X.columns
+        else [False] * n
+    )
+    empty = [i for i in range(n) if not names[i] and not any(tags[c][i] for c in INPUT_COLUMNS)]
     if empty:
         raise BadModelInput(
-            f"product(s) at row {_rows(empty)} have no tags at all: nothing to predict from"
+            f"product(s) at row {_rows(empty)} have no tags and no name at all: nothing to "
+            "predict from"
         )
-    return columns
+    return RawProducts(tags, names, partial)
 
 
 def _rows(rows: Sequence[int], limit: int = 10) -> str:

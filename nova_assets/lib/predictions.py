@@ -1,4 +1,5 @@
-"""Batch predictions for every unlabelled product, written as one atomic table replacement.
+"""Batch predictions for every unlabelled food product with any evidence, written as one atomic
+table replacement; and who those products are (the population the model is judged for).
 
 Products are scored a slice of the table at a time (by rowid: tags to CSR in DuckDB, then the
 classifier), so memory stays bounded by the slice size whatever the dump's size.
@@ -14,8 +15,10 @@ import numpy as np
 import pyarrow as pa
 from sklearn.pipeline import Pipeline
 
-from nova_assets.lib.features import tag_matrix
-from nova_assets.lib.models import predict_matrix, reasons
+from nova_assets.lib.evidence import STATES
+from nova_assets.lib.features import EVIDENCE, ProductMatrix, product_matrix
+from nova_assets.lib.models import predict
+from nova_assets.lib.reasons import reason_names, reasons
 
 REASONS_PER_PRODUCT = 3
 
@@ -24,17 +27,46 @@ CREATE OR REPLACE TABLE nova_predictions (
     code VARCHAR NOT NULL,
     predicted_nova_group TINYINT NOT NULL,
     probability DOUBLE NOT NULL,
+    confident BOOLEAN NOT NULL,
+    evidence VARCHAR[] NOT NULL,
+    nova_blank_reason VARCHAR,
     model_version INTEGER NOT NULL,
     reasons VARCHAR[] NOT NULL,
     predicted_at TIMESTAMP NOT NULL DEFAULT current_timestamp
 )
 """
 
-UNLABELLED_SQL = """
-    SELECT rowid AS row_key, code, ingredients_tags, additives_tags, categories_tags
+_HAS_INGREDIENTS = "(coalesce(len(ingredients_tags), 0) + coalesce(len(additives_tags), 0) > 0)"
+_HAS_CATEGORIES = "(coalesce(len(categories_tags), 0) > 0)"
+_HAS_NAME = "(nullif(trim(product_name), '') IS NOT NULL)"
+_PARTIAL = "coalesce(nova_blank_reason = 'too_many_unknown_ingredients', false)"
+
+UNLABELLED_SQL = f"""
+    SELECT rowid AS row_key, code, ingredients_tags, additives_tags, categories_tags, product_name,
+           {_PARTIAL} AS partial_ingredients
     FROM products
-    WHERE nova_group IS NULL AND len(ingredients_tags) > 0
+    WHERE nova_group IS NULL AND coalesce(nova_blank_reason, '') <> 'non_food'
+      AND ({_HAS_INGREDIENTS} OR {_HAS_CATEGORIES} OR {_HAS_NAME})
 """
+"""Every food product OFF left without a group that carries ingredients, categories or a name."""
+
+STATE_SQL = f"""CASE
+    WHEN {_HAS_INGREDIENTS} AND {_HAS_CATEGORIES} AND partial_ingredients THEN 'partial'
+    WHEN {_HAS_INGREDIENTS} AND {_HAS_CATEGORIES} THEN 'complete'
+    WHEN {_HAS_INGREDIENTS} THEN 'no_categories'
+    WHEN {_HAS_CATEGORIES} THEN 'no_ingredients'
+    ELSE 'name_only' END"""
+"""`evidence.states` in SQL, over a row of UNLABELLED_SQL."""
+
+
+def population(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """How many unlabelled food products with evidence are in each evidence state."""
+    counts = dict(
+        con.execute(
+            f"SELECT {STATE_SQL} AS state, count(*) FROM ({UNLABELLED_SQL}) GROUP BY ALL"
+        ).fetchall()
+    )
+    return {state: int(counts.get(state, 0)) for state in STATES}
 
 
 @dataclass(frozen=True)
@@ -43,6 +75,7 @@ class PredictionStats:
     batches: int
     seconds: float
     by_group: dict[int, int]
+    confident: int
     mean_probability: float
 
     @property
@@ -50,60 +83,78 @@ class PredictionStats:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
+def evidence_lists(matrix: ProductMatrix) -> pa.ListArray:
+    """Per product, the names of the evidence it carries, as an Arrow list column."""
+    rows, cols = np.nonzero(matrix.evidence)
+    offsets = np.zeros(len(matrix) + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=len(matrix)), out=offsets[1:])
+    return pa.ListArray.from_arrays(
+        pa.array(offsets, pa.int32()), pa.array(EVIDENCE, pa.string()).take(pa.array(cols))
+    )
+
+
 def write_predictions(
     con: duckdb.DuckDBPyConnection,
     pipeline: Pipeline,
     model_version: int,
     *,
-    batch_rows: int = 2_000_000,
+    batch_rows: int = 500_000,
 ) -> PredictionStats:
-    """Replace `nova_predictions` with `pipeline`'s group, probability and top reasons (the
-    tags that pushed most towards that group) for each unlabelled product that has
-    ingredients; the old table stays if anything fails.
+    """Replace `nova_predictions` with `pipeline`'s group, calibrated probability, whether it
+    clears its threshold, the evidence it had and the top reasons for each product of
+    UNLABELLED_SQL; the old table stays if anything fails.
 
     Codes are unique because `products.code` is its primary key; the table has no index of its
     own, which would cost more than the scoring itself.
     """
     start = time.perf_counter()
-    features = list(pipeline.named_steps["tags"].features)
-    feature_names = pa.array(features, pa.string())
+    classifier = pipeline.named_steps["classifier"]
+    features = list(pipeline.named_steps["products"].features)
+    names = pa.array(reason_names(classifier), pa.string())
     end = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM products").fetchall()[0][0]
-    total = 0
-    batches = 0
+    total = batches = confident = 0
     probability_sum = 0.0
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(PREDICTIONS_DDL)
         for first in range(0, end, batch_rows):
-            batch = tag_matrix(
+            batch = product_matrix(
                 con,
                 f"{UNLABELLED_SQL} AND rowid >= {first} AND rowid < {first + batch_rows}",
                 features,
                 ordered=False,
             )
-            total += batch.X.shape[0]
-            groups, probability = predict_matrix(pipeline, batch.X)
-            probability_sum += float(probability.sum())
-            offsets, reason_ids = reasons(pipeline, batch.X, groups, REASONS_PER_PRODUCT)
+            if len(batch) == 0:
+                continue
+            answer = predict(pipeline, batch)
+            offsets, reason_ids = reasons(classifier, batch, answer.groups, REASONS_PER_PRODUCT)
             scored = pa.table(
                 {
                     "code": batch.codes,
-                    "predicted_nova_group": groups,
-                    "probability": probability.astype(np.float64),
-                    "model_version": np.full(len(groups), model_version, dtype=np.int32),
+                    "predicted_nova_group": answer.groups,
+                    "probability": answer.probability.astype(np.float64),
+                    "confident": answer.confident,
+                    "evidence": evidence_lists(batch),
+                    "model_version": np.full(len(batch), model_version, dtype=np.int32),
                     "reasons": pa.ListArray.from_arrays(
-                        pa.array(offsets, pa.int32()), feature_names.take(pa.array(reason_ids))
+                        pa.array(offsets, pa.int32()), names.take(pa.array(reason_ids))
                     ),
                 }
             )
             con.register("scored_batch", scored)
             try:
                 con.execute(
-                    "INSERT INTO nova_predictions (code, predicted_nova_group, probability, model_version, reasons) "
-                    "SELECT * FROM scored_batch"
+                    "INSERT INTO nova_predictions (code, predicted_nova_group, probability, "
+                    "confident, evidence, nova_blank_reason, model_version, reasons) "
+                    "SELECT s.code, s.predicted_nova_group, s.probability, s.confident, s.evidence, "
+                    "p.nova_blank_reason, s.model_version, s.reasons "
+                    "FROM scored_batch s JOIN products p USING (code)"
                 )
             finally:
                 con.unregister("scored_batch")
+            total += len(batch)
+            confident += int(answer.confident.sum())
+            probability_sum += float(answer.probability.sum())
             batches += 1
         con.execute("COMMIT")
     except BaseException:
@@ -119,5 +170,18 @@ def write_predictions(
         batches=batches,
         seconds=time.perf_counter() - start,
         by_group=by_group,
+        confident=confident,
         mean_probability=probability_sum / total if total else 0.0,
     )
+
+
+def coverage_by_reason(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """Per reason OFF left products blank: products predicted, share confident, mean
+    probability (from `nova_predictions`)."""
+    return con.execute(
+        """
+        SELECT coalesce(nova_blank_reason, 'unknown') AS reason, count(*) AS products,
+               avg(confident::INT) AS confident_share, avg(probability) AS mean_probability
+        FROM nova_predictions GROUP BY ALL ORDER BY products DESC
+        """
+    ).fetchall()

@@ -16,6 +16,14 @@ EXPERIMENT = "nova"
 MODEL_NAME = "nova-group-classifier"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+MODEL_INPUT = "model_input"
+"""Version tag naming the input a version takes, set last when it is registered: a version
+without it was cut short, or predates products with names and evidence."""
+CURRENT_INPUT = "products-v2"
+
+
+def takes_current_input(version: ModelVersion) -> bool:
+    return version.tags.get(MODEL_INPUT) == CURRENT_INPUT
 
 
 def ensure_experiment(tracking_uri: str, artifact_root: Path, name: str = EXPERIMENT) -> str:
@@ -33,8 +41,10 @@ def client_for(tracking_uri: str) -> MlflowClient:
 
 
 def latest_version(client: MlflowClient, name: str = MODEL_NAME) -> ModelVersion | None:
+    """The newest whole version that takes today's input (see MODEL_INPUT)."""
     versions = client.search_model_versions(f"name = '{name}'", max_results=1000)
-    return max(versions, key=lambda v: int(v.version), default=None)
+    whole = [v for v in versions if takes_current_input(v)]
+    return max(whole, key=lambda v: int(v.version), default=None)
 
 
 def champion_version(client: MlflowClient, name: str = MODEL_NAME) -> ModelVersion | None:

@@ -19,7 +19,7 @@ def test_both_methods_score_the_same_products_alike(
     dump: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bench = load_script("bench_predictions")
-    argv = [str(dump), "--kind", "logistic_regression", "--repeats", "2", "--threads", "1"]
+    argv = [str(dump), "--kind", "evidence_logistic_regression", "--repeats", "2", "--threads", "1"]
     assert bench.main(argv) == 0
     out = capsys.readouterr().out
     report = json.loads(out.rstrip().splitlines()[-1].removeprefix("BENCH_JSON "))

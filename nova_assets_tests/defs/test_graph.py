@@ -75,14 +75,17 @@ def test_tables_hold_the_sample(graph):
             con.execute("SELECT family, count(*) FROM feature_vocabulary GROUP BY ALL").fetchall()
         )
         assert set(families) == {"ingredients", "additives", "categories"}
+        # Every blank food product with ingredients, categories or a name: 153 of the 173.
         unlabelled = con.execute(
-            "SELECT count(*) FROM products WHERE nova_group IS NULL AND len(ingredients_tags) > 0"
+            "SELECT count(*) FROM products WHERE nova_group IS NULL AND nova_blank_reason <> "
+            "'non_food' AND (len(ingredients_tags) > 0 OR len(categories_tags) > 0 OR "
+            "product_name IS NOT NULL)"
         ).fetchone()[0]
         predictions = con.execute(
             "SELECT count(*), min(predicted_nova_group), max(predicted_nova_group), min(probability), "
             "max(probability), any_value(model_version) FROM nova_predictions"
         ).fetchone()
-        assert predictions[0] == unlabelled > 0
+        assert predictions[0] == unlabelled == 153
         assert 1 <= predictions[1] <= predictions[2] <= 4
         assert 0 < predictions[3] <= predictions[4] <= 1
         assert predictions[5] == 1
@@ -90,6 +93,22 @@ def test_tables_hold_the_sample(graph):
             "SELECT count(*) FROM nova_predictions JOIN products USING (code) WHERE nova_group IS NOT NULL"
         ).fetchone()[0]
         assert leaked == 0
+        by_evidence = dict(
+            con.execute(
+                "SELECT array_to_string(evidence, '+'), count(*) FROM nova_predictions GROUP BY ALL"
+            ).fetchall()
+        )
+        assert by_evidence["name"] == 71 and by_evidence["categories+name"] == 37
+        reasons = dict(
+            con.execute(
+                "SELECT nova_blank_reason, count(*) FROM nova_predictions GROUP BY ALL"
+            ).fetchall()
+        )
+        assert reasons == {
+            "missing_ingredients": 108,
+            "missing_category": 21,
+            "too_many_unknown_ingredients": 24,
+        }
         dumps = con.execute("SELECT products, dump_sha256 FROM dumps").fetchall()
         assert len(dumps) == 1 and dumps[0][0] == 1000
 
@@ -111,7 +130,12 @@ def test_mlflow_run_finished_version_registered_and_champion(graph):
     assert children and all(r.data.tags["mlflow.parentRunId"] == run.info.run_id for r in children)
     assert all(r.info.status == "FINISHED" for r in children)
     kinds = {r.data.params["model"] for r in children}
-    assert kinds >= {"reference_bernoulli_nb", "logistic_regression", "marker_logistic_regression"}
+    assert kinds == {
+        "reference_bernoulli_nb",
+        "marker_logistic_regression",
+        "evidence_logistic_regression",
+    }
+    assert all("validation_macro_f1_no_ingredients" in r.data.metrics for r in children)
     best = max(r.data.metrics["validation_macro_f1"] for r in children)
     assert run.data.metrics["validation_macro_f1"] == best
     client = MlflowClient(tracking_uri=data_paths().mlflow_tracking_uri)
@@ -124,10 +148,15 @@ def test_mlflow_run_finished_version_registered_and_champion(graph):
 
 def test_report_files_and_metadata(graph):
     report = json.loads((data_paths().reports / "evaluation.json").read_text())
-    for key in ("model", "reference", "majority"):
+    for key in ("model", "rules", "reference", "majority"):
         assert 0 <= report[key]["accuracy"] <= 1 and 0 <= report[key]["macro_f1"] <= 1
+        for entry in report["slices"].values():
+            assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "ci", "ece"} <= set(
+                entry[key]
+            )
     assert report["model"]["version"] == "1"
-    assert report["model"]["accuracy"] > report["majority"]["accuracy"]
+    assert report["model"]["macro_f1"] > report["rules"]["macro_f1"]
+    assert report["model"]["macro_f1"] > report["majority"]["macro_f1"]
     with duckdb.connect(str(data_paths().warehouse), read_only=True) as con:
         test_rows = con.execute(
             "SELECT count(*) FROM products JOIN test_split USING (code) WHERE split = 'test' AND nova_group IS NOT NULL"
@@ -141,6 +170,7 @@ def test_report_files_and_metadata(graph):
     )
     markdown = event.materialization.metadata["report"].value
     assert "data:image/png;base64," in markdown and "| model v1 |" in markdown
+    assert (data_paths().reports / "reliability.png").stat().st_size > 1000
 
 
 def test_same_dump_again_makes_a_tied_version_and_keeps_the_champion(graph):

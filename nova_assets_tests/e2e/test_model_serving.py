@@ -1,5 +1,6 @@
 """`mlflow models serve` on the champion, as the README shows it: a real server on 127.0.0.1
-answering raw tags, and a 400 with a clear message for each kind of bad request."""
+answering raw products (tags, and optionally a name and the partial flag), and a 400 with a
+clear message for each kind of bad request."""
 
 import json
 import os
@@ -13,44 +14,27 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
-from mlflow.models import infer_signature
 
-from nova_assets.lib.features import split_feature
-from nova_assets.lib.models import TRUSTED_TYPES, example_input, fit_pipeline
-from nova_assets.lib.nova_rules import marker_group
+from nova_assets.lib.models import TRUSTED_TYPES, ProductVectorizer, example_input, fit_pipeline
 from nova_assets.lib.registry import CHAMPION, MODEL_NAME, client_for
+from nova_assets.lib.tracking import SIGNATURE
 from nova_assets_tests.e2e.dagster_dev import free_port
+from nova_assets_tests.lib import synthetic
 
 pytestmark = pytest.mark.slow
-
-
-def training_rows(n: int = 400, seed: int = 0):
-    """Products made of the example products' tags, labelled by OFF's rule (highest marker)."""
-    example = example_input()
-    features = sorted(
-        {
-            f"{column.removesuffix('_tags')}:{tag}"
-            for column in example
-            for cell in example[column]
-            for tag in cell
-        }
-    )
-    rng = np.random.default_rng(seed)
-    X = (rng.random((n, len(features))) < 0.3).astype(np.float32)
-    groups = [marker_group(*split_feature(f)) or 1 for f in features]
-    y = np.array([max([g for g, x in zip(groups, row, strict=True) if x] or [1]) for row in X])
-    return X, y.astype(np.int8), features
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    X, y, features = training_rows()
-    from scipy import sparse
-
-    pipeline = fit_pipeline("marker_logistic_regression", sparse.csr_matrix(X), y, features)
+    frame, labels = synthetic.products(2000)
+    frame = pd.concat([frame, example_input().drop(columns="partial_ingredients")])
+    labels = np.concatenate([labels, [4, 1]])
+    matrix = ProductVectorizer(synthetic.vocabulary(frame)).fit().transform(frame)
+    pipeline = fit_pipeline("evidence_logistic_regression", matrix, labels)
     example = example_input()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -59,7 +43,7 @@ def server(tmp_path_factory):
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
-            signature=infer_signature(example, pipeline.predict(example)),
+            signature=SIGNATURE,
             input_example=example,
             registered_model_name=MODEL_NAME,
             skops_trusted_types=TRUSTED_TYPES,
@@ -137,6 +121,20 @@ def test_raw_tags_in_groups_out(server):
     assert answer["predictions"] == [4, 1]
 
 
+def test_a_name_is_enough_and_the_optional_columns_are_taken(server):
+    nothing = {k: [] for k in WATER}
+    cookies = {**nothing, "product_name": "biscuits au chocolat"}
+    apples = {
+        **nothing,
+        "product_name": "pommes fraîches",
+        "categories_tags": ["en:plant-based-foods"],
+    }
+    partial = {**SPREAD, "product_name": "Hazelnut spread", "partial_ingredients": True}
+    status, answer = invoke(server, records(cookies, apples, partial))
+    assert status == 200, answer
+    assert answer["predictions"] == [4, 1, 4]
+
+
 def test_a_string_where_a_list_belongs_is_refused_by_the_signature(server):
     row = {**WATER, "ingredients_tags": "en:water,en:mineral-water"}
     status, answer = invoke(server, records(row))
@@ -157,10 +155,18 @@ def test_a_string_where_a_list_belongs_is_refused_by_the_signature(server):
             records({**WATER, "ingredients_tags": 3}),
             "column ingredients_tags to type 'Array(string)'",
         ),
-        (records({k: [] for k in WATER}), "have no tags at all"),
+        (records({k: [] for k in WATER}), "have no tags and no name at all"),
+        (records({**WATER, "product_name": 7}), "product_name"),
         ({"dataframe_split": {"columns": list(WATER), "data": []}}, "no product"),
     ],
-    ids=["missing-column", "numbers-as-tags", "number-not-list", "all-lists-empty", "no-rows"],
+    ids=[
+        "missing-column",
+        "numbers-as-tags",
+        "number-not-list",
+        "all-lists-empty",
+        "number-as-name",
+        "no-rows",
+    ],
 )
 def test_bad_requests_get_a_400_that_says_why(server, body, message):
     status, answer = invoke(server, body)

@@ -4,11 +4,11 @@ changed labels, the champion scored on them, and the history kept per dump."""
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from scipy import sparse
 
 from nova_assets.lib import drift as dr
-from nova_assets.lib.models import fit_pipeline
+from nova_assets.lib.models import ProductVectorizer, fit_pipeline
 from nova_assets.lib.products import PRODUCTS_DDL
 from nova_assets.lib.warehouse import connect
 
@@ -65,8 +65,15 @@ def con(tmp_path: Path):
 def champion() -> dr.Champion:
     """A tree that answers 4 for sugar, 3 for salt, 1 for water: right on 5, wrong on 2."""
     features = ["ingredients:en:salt", "ingredients:en:sugar", "ingredients:en:water"]
-    X = sparse.csr_matrix(np.eye(3, dtype=np.float32))
-    pipeline = fit_pipeline("marker_decision_tree", X, np.array([3, 4, 1]), features)
+    frame = pd.DataFrame(
+        {
+            "ingredients_tags": [["en:salt"], ["en:sugar"], ["en:water"]],
+            "additives_tags": [[], [], []],
+            "categories_tags": [[], [], []],
+        }
+    )
+    matrix = ProductVectorizer(features).fit().transform(frame)
+    pipeline = fit_pipeline("marker_decision_tree", matrix, np.array([3, 4, 1]))
     return dr.Champion("7", pipeline)
 
 

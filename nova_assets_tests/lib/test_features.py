@@ -1,10 +1,20 @@
+"""The model's input built in DuckDB: the vocabulary (train rows only, OFF's markers always),
+the product matrix with names and evidence, equal to the raw-input path, and its file."""
+
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
-from nova_assets.lib.features import TagMatrix, build_vocabulary, labelled_rows_sql, tag_matrix
-from nova_assets.lib.models import TagVectorizer
+from nova_assets.lib.features import (
+    EVIDENCE,
+    ProductMatrix,
+    build_vocabulary,
+    labelled_rows_sql,
+    product_matrix,
+)
+from nova_assets.lib.models import ProductVectorizer
+from nova_assets.lib.nova_rules import NOVA_MARKERS
 
 
 @pytest.fixture
@@ -13,71 +23,89 @@ def con():
     con.execute(
         """
         CREATE TABLE products AS SELECT * FROM (VALUES
-            ('a', ['en:sugar', 'en:salt'], ['en:e322'], ['en:snacks'], 4),
-            ('b', ['en:sugar'], [], ['en:sugars'], 2),
-            ('c', ['en:water', 'en:sugar'], ['en:e322'], ['en:snacks'], 3),
-            ('d', ['en:only-in-test', 'en:sugar'], [], ['en:snacks'], 4),
-            ('e', ['en:sugar', 'en:salt'], NULL, NULL, NULL)
-        ) t(code, ingredients_tags, additives_tags, categories_tags, nova_group)
+            ('a', ['en:sugar', 'en:salt'], ['en:e322'], ['en:snacks'], 'Crisps', 4),
+            ('b', ['en:sugar'], [], ['en:sugars'], 'Sucre', 2),
+            ('c', ['en:water', 'en:sugar'], ['en:e322'], ['en:snacks'], NULL, 3),
+            ('d', ['en:only-in-test', 'en:sugar'], [], ['en:snacks'], ' Test  ', 4),
+            ('e', ['en:sugar', 'en:salt'], NULL, NULL, 'Unlabelled', NULL),
+            ('f', NULL, NULL, ['en:pizzas'], 'Pizza', 4)
+        ) t(code, ingredients_tags, additives_tags, categories_tags, product_name, nova_group)
         """
     )
     con.execute(
         "CREATE TABLE test_split AS SELECT * FROM (VALUES ('a','train'),('b','train'),('c','train'),"
-        "('d','test'),('e','train')) t(code, split)"
+        "('d','test'),('e','train'),('f','train')) t(code, split)"
     )
     yield con
     con.close()
 
 
-def test_vocabulary_comes_from_labelled_train_rows_only(con):
+def test_vocabulary_comes_from_labelled_train_rows_and_holds_every_marker(con):
     features = build_vocabulary(con, min_count=1)
     assert "ingredients:en:only-in-test" not in features
-    assert "ingredients:en:sugar" in features and "categories:en:sugars" in features
-    assert "additives:en:e322" in features
-    stored = con.execute(
-        "SELECT feature, train_count FROM feature_vocabulary ORDER BY feature_id"
-    ).fetchall()
-    assert [f for f, _ in stored] == features
-    assert dict(stored)["ingredients:en:sugar"] == 3  # 'e' is unlabelled: not counted
+    assert "ingredients:en:water" in features and "categories:en:pizzas" in features
+    assert set(NOVA_MARKERS) <= set(features)
+    stored = dict(con.execute("SELECT feature, train_count FROM feature_vocabulary").fetchall())
+    assert stored["ingredients:en:sugar"] == 3  # 'e' is unlabelled: not counted
+    assert stored["additives:en:e950"] == 0  # a marker no product has
+    assert [
+        r[0]
+        for r in con.execute(
+            "SELECT feature FROM feature_vocabulary ORDER BY feature_id"
+        ).fetchall()
+    ] == features
 
 
-def test_min_count_and_separate_families(con):
+def test_min_count_keeps_frequent_tags_and_the_markers(con):
     features = build_vocabulary(con, min_count=2)
-    assert features == ["additives:en:e322", "categories:en:snacks", "ingredients:en:sugar"]
+    assert sorted(set(features) - set(NOVA_MARKERS)) == ["categories:en:snacks"]
 
 
-def test_matrix_matches_the_pipeline_vectorizer_and_round_trips(con, tmp_path):
+def test_matrix_matches_the_raw_vectorizer_and_round_trips(con, tmp_path):
     features = build_vocabulary(con, min_count=1)
-    train = tag_matrix(con, labelled_rows_sql("train"), features)
-    assert list(train.codes) == ["a", "b", "c"] and list(train.labels) == [4, 2, 3]
+    train = product_matrix(con, labelled_rows_sql("train"), features)
+    assert list(train.codes) == ["a", "b", "c", "f"] and list(train.labels) == [4, 2, 3, 4]
+    assert list(train.names) == ["Crisps", "Sucre", "", "Pizza"]
+    assert train.evidence.tolist() == [
+        [True, True, True, True],
+        [True, False, True, True],
+        [True, True, True, False],
+        [False, False, True, True],
+    ]
+    assert not train.partial.any() and len(EVIDENCE) == train.evidence.shape[1]
     frame = con.execute(
-        "SELECT ingredients_tags, additives_tags, categories_tags FROM products WHERE code IN ('a','b','c') ORDER BY code"
+        "SELECT ingredients_tags, additives_tags, categories_tags, product_name FROM products "
+        "WHERE code IN ('a','b','c','f') ORDER BY code"
     ).df()
-    expected = TagVectorizer(features).fit().transform(frame)
-    assert (expected != train.X).nnz == 0
-    assert train.X.sum() == 10
+    raw = ProductVectorizer(features).fit().transform(frame)
+    assert (raw.X != train.X).nnz == 0
+    assert (raw.evidence == train.evidence).all() and list(raw.names) == list(train.names)
     train.save(tmp_path / "train.npz")
-    loaded = TagMatrix.load(tmp_path / "train.npz")
+    loaded = ProductMatrix.load(tmp_path / "train.npz")
     assert (loaded.X != train.X).nnz == 0 and loaded.features == features
-    assert list(loaded.codes) == list(train.codes)
+    for field in ("codes", "labels", "names", "evidence", "partial"):
+        assert np.array_equal(getattr(loaded, field), getattr(train, field)), field
 
 
-def test_tags_outside_the_vocabulary_are_dropped(con):
-    matrix = tag_matrix(
+def test_names_of_every_script_survive_the_file(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "ingredients_tags": [["en:water"]] * 4,
+            "additives_tags": [[]] * 4,
+            "categories_tags": [[]] * 4,
+            "product_name": ["Eau", "水", "Ολυμπος γιαούρτι", ""],
+        }
+    )
+    matrix = ProductVectorizer(["ingredients:en:water"]).fit().transform(frame)
+    matrix.save(tmp_path / "m.npz")
+    assert list(ProductMatrix.load(tmp_path / "m.npz").names) == list(frame["product_name"])
+
+
+def test_tags_outside_the_vocabulary_are_dropped_but_count_as_evidence(con):
+    matrix = product_matrix(
         con, labelled_rows_sql("test"), ["ingredients:en:sugar", "categories:en:snacks"]
     )
     assert matrix.X.toarray().tolist() == [[1.0, 1.0]]
-
-
-def test_vectorizer_takes_comma_strings_and_reports_missing_columns():
-    vectorizer = TagVectorizer(["ingredients:en:sugar", "additives:en:e322"]).fit()
-    frame = pd.DataFrame(
-        {
-            "ingredients_tags": ["en:sugar,en:x"],
-            "additives_tags": [None],
-            "categories_tags": [np.nan],
-        }
-    )
-    assert vectorizer.transform(frame).toarray().tolist() == [[1.0, 0.0]]
-    with pytest.raises(ValueError, match="categories_tags"):
-        vectorizer.transform(frame.drop(columns="categories_tags"))
+    assert matrix.names.tolist() == ["Test"]
+    only_unknown = product_matrix(con, labelled_rows_sql("test"), ["categories:en:snacks"])
+    assert only_unknown.evidence[0, 0]  # en:only-in-test and en:sugar are still ingredients

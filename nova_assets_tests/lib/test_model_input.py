@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, ErrorCode
 
-from nova_assets.lib.model_input import BadModelInput, as_tags, tag_lists
-from nova_assets.lib.models import TagVectorizer
+from nova_assets.lib.model_input import BadModelInput, as_tags, read_products
+from nova_assets.lib.models import ProductVectorizer
 
 GOOD = {
     "ingredients_tags": [["en:sugar"], "en:water, en:salt", None],
@@ -15,24 +15,39 @@ GOOD = {
 
 
 def test_lists_arrays_strings_and_nothing_are_tags():
-    columns = tag_lists(pd.DataFrame(GOOD))
-    assert columns["ingredients_tags"] == [["en:sugar"], ["en:water", "en:salt"], []]
-    assert columns["additives_tags"] == [["en:e322"], [], []]
+    products = read_products(pd.DataFrame(GOOD))
+    assert products.tags["ingredients_tags"] == [["en:sugar"], ["en:water", "en:salt"], []]
+    assert products.tags["additives_tags"] == [["en:e322"], [], []]
+    assert products.names == ["", "", ""] and products.partial == [False] * 3
     assert as_tags("a,,b,") == ["a", "b"]
 
 
-def test_a_frame_straight_from_duckdb_with_null_lists_is_tags():
+def test_names_and_the_partial_flag_are_optional_columns():
+    frame = pd.DataFrame(
+        {
+            **{k: [[], ["en:salt"]] for k in GOOD},
+            "product_name": ["  Chocolat noir ", None],
+            "partial_ingredients": [None, True],
+        }
+    )
+    products = read_products(frame)
+    assert products.names == ["Chocolat noir", ""]
+    assert products.partial == [False, True]
+
+
+def test_a_frame_straight_from_duckdb_with_null_lists_is_products():
     frame = duckdb.sql(
         "SELECT ['en:sugar'] AS ingredients_tags, NULL::VARCHAR[] AS additives_tags, "
-        "[]::VARCHAR[] AS categories_tags"
+        "[]::VARCHAR[] AS categories_tags, NULL::VARCHAR AS product_name"
     ).df()
     assert frame["additives_tags"][0] is pd.NA
-    columns = tag_lists(frame)
-    assert columns == {
+    products = read_products(frame)
+    assert products.tags == {
         "ingredients_tags": [["en:sugar"]],
         "additives_tags": [[]],
         "categories_tags": [[]],
     }
+    assert products.names == [""]
 
 
 @pytest.mark.parametrize(
@@ -53,27 +68,53 @@ def test_a_frame_straight_from_duckdb_with_null_lists_is_tags():
         ),
         (
             pd.DataFrame({k: [["x"], [], ["y"], []] for k in GOOD}),
-            "product(s) at row 1, 3 have no tags at all",
+            "product(s) at row 1, 3 have no tags and no name at all",
+        ),
+        (
+            pd.DataFrame({**{k: [["x"]] for k in GOOD}, "product_name": [3]}),
+            "row 0, column product_name: expected text, got int",
+        ),
+        (
+            pd.DataFrame({**{k: [["x"]] for k in GOOD}, "partial_ingredients": ["yes"]}),
+            "row 0, column partial_ingredients: expected true or false, got str",
         ),
     ],
-    ids=["missing-column", "no-rows", "number-in-list", "number-not-list", "empty-products"],
+    ids=[
+        "missing-column",
+        "no-rows",
+        "number-in-list",
+        "number-not-list",
+        "empty-products",
+        "number-as-name",
+        "text-as-flag",
+    ],
 )
 def test_bad_input_says_what_is_wrong(frame, message):
     with pytest.raises(BadModelInput) as error:
-        tag_lists(frame)
+        read_products(frame)
     assert message in error.value.message
     # MLflow's scoring server answers this error code with HTTP 400.
     assert error.value.error_code == ErrorCode.Name(INVALID_PARAMETER_VALUE)
 
 
+def test_a_product_with_only_a_name_is_enough():
+    frame = pd.DataFrame({**{k: [[]] for k in GOOD}, "product_name": ["Coca-Cola"]})
+    assert read_products(frame).names == ["Coca-Cola"]
+
+
 def test_not_a_table_is_refused():
     with pytest.raises(BadModelInput, match="expected a table of products, got list"):
-        tag_lists([["en:sugar"]])
+        read_products([["en:sugar"]])
 
 
 def test_the_vectorizer_checks_its_input():
-    vectorizer = TagVectorizer(["ingredients:en:sugar"]).fit()
+    vectorizer = ProductVectorizer(["ingredients:en:sugar"]).fit()
     with pytest.raises(BadModelInput, match="missing column"):
         vectorizer.transform(pd.DataFrame({"ingredients_tags": [["en:sugar"]]}))
-    X = vectorizer.transform(pd.DataFrame(GOOD))
-    assert X.toarray().tolist() == [[1.0], [0.0], [0.0]]
+    matrix = vectorizer.transform(pd.DataFrame(GOOD))
+    assert matrix.X.toarray().tolist() == [[1.0], [0.0], [0.0]]
+    assert matrix.evidence.tolist() == [
+        [True, True, False, False],
+        [True, False, False, False],
+        [False, False, True, False],
+    ]

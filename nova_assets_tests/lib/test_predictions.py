@@ -1,20 +1,14 @@
+"""`nova_predictions`: every unlabelled food product with some evidence, answered with what
+the model had, in one atomic replacement."""
+
 import duckdb
 import numpy as np
 import pytest
-from scipy import sparse
-from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
 
 from nova_assets.lib.models import fit_pipeline
-from nova_assets.lib.predictions import write_predictions
-
-FEATURES = [
-    "additives:en:e322",
-    "categories:en:sugars",
-    "ingredients:en:sugar",
-    "ingredients:en:water",
-]
+from nova_assets.lib.predictions import coverage_by_reason, write_predictions
+from nova_assets_tests.lib import synthetic
 
 
 @pytest.fixture
@@ -23,13 +17,16 @@ def con():
     con.execute(
         """
         CREATE TABLE products AS SELECT * FROM (VALUES
-            ('a', ['en:water'], [], [], NULL),
-            ('b', ['en:sugar'], ['en:e322'], [], NULL),
-            ('c', ['en:sugar'], [], ['en:sugars'], NULL),
-            ('d', ['en:water'], [], [], 1),
-            ('e', [], [], ['en:sugars'], NULL),
-            ('f', ['en:unknown-tag'], [], [], NULL)
-        ) t(code, ingredients_tags, additives_tags, categories_tags, nova_group)
+            ('a', ['en:apple', 'en:fruit'], [], ['en:plant-based-foods'], 'pommes fraîches', NULL, 'too_many_unknown_ingredients'),
+            ('b', ['en:wheat-flour', 'en:flavouring'], ['en:e322'], [], 'chocolate cookies', NULL, 'missing_category'),
+            ('c', [], [], ['en:snacks'], 'biscuits au chocolat', NULL, 'missing_ingredients'),
+            ('d', ['en:apple'], [], ['en:plant-based-foods'], 'apples', 1, NULL),
+            ('e', [], [], [], 'Schokoriegel', NULL, 'missing_ingredients'),
+            ('f', [], [], [], NULL, NULL, 'missing_ingredients'),
+            ('g', ['en:soap'], [], ['en:non-food-products'], 'Soap', NULL, 'non_food'),
+            ('h', ['en:unknown-tag'], [], ['en:snacks'], '  ', NULL, 'too_many_unknown_ingredients')
+        ) t(code, ingredients_tags, additives_tags, categories_tags, product_name, nova_group,
+            nova_blank_reason)
         """
     )
     yield con
@@ -38,59 +35,98 @@ def con():
 
 @pytest.fixture(scope="module")
 def pipeline():
-    X = sparse.csr_matrix(
-        np.array([[0, 0, 0, 1], [0, 1, 1, 0], [1, 0, 1, 0]] * 30, dtype=np.float32)
-    )
-    return fit_pipeline("logistic_regression", X, np.array([1, 2, 4] * 30), FEATURES)
+    train = synthetic.matrix(2000, seed=0)
+    validation = synthetic.matrix(600, seed=1)
+    pipeline = fit_pipeline("evidence_logistic_regression", train, train.labels)
+    validation.features = train.features  # same tag pool, same order
+    pipeline.named_steps["classifier"].calibrate(validation, validation.labels)
+    return pipeline
 
 
-def test_unlabelled_products_with_ingredients_get_a_group(con, pipeline):
+def table(con) -> dict:
+    return {
+        r[0]: r[1:]
+        for r in con.execute(
+            "SELECT code, predicted_nova_group, probability, confident, evidence, "
+            "nova_blank_reason, model_version, reasons FROM nova_predictions"
+        ).fetchall()
+    }
+
+
+def test_every_unlabelled_food_product_with_evidence_gets_an_answer(con, pipeline):
     stats = write_predictions(con, pipeline, 7)
-    rows = con.execute(
-        "SELECT code, predicted_nova_group, model_version FROM nova_predictions ORDER BY code"
-    ).fetchall()
-    assert [(c, g) for c, g, _ in rows[:3]] == [("a", 1), ("b", 4), ("c", 2)]
-    assert [c for c, _, _ in rows] == [
-        "a",
-        "b",
-        "c",
-        "f",
-    ]  # 'd' is labelled, 'e' has no ingredients
-    assert {v for _, _, v in rows} == {7}
-    assert stats.rows == 4 and stats.batches == 1 and sum(stats.by_group.values()) == 4
+    rows = table(con)
+    # 'd' is labelled, 'f' carries nothing, 'g' is not food.
+    assert sorted(rows) == ["a", "b", "c", "e", "h"]
+    assert rows["a"][3] == ["ingredients", "categories", "name"]
+    assert rows["b"][3] == ["ingredients", "additives", "name"]
+    assert rows["c"][3] == ["categories", "name"] and rows["e"][3] == ["name"]
+    assert rows["h"][3] == ["ingredients", "categories"]
+    assert {code: r[4] for code, r in rows.items()} == {
+        "a": "too_many_unknown_ingredients",
+        "b": "missing_category",
+        "c": "missing_ingredients",
+        "e": "missing_ingredients",
+        "h": "too_many_unknown_ingredients",
+    }
+    # The name carries the answer where nothing else does.
+    assert rows["b"][0] == 4 and rows["c"][0] == 4 and rows["e"][0] == 4
+    for group, probability, confident, *_ in rows.values():
+        assert 1 <= group <= 4 and 0 < probability <= 1 and isinstance(confident, bool)
+    assert {r[5] for r in rows.values()} == {7}
+    assert stats.rows == 5 and stats.batches == 1 and sum(stats.by_group.values()) == 5
+    assert stats.confident == sum(r[2] for r in rows.values())
 
 
 def test_small_batches_give_the_same_table(con, pipeline):
     write_predictions(con, pipeline, 1)
-    whole = con.execute(
-        "SELECT code, predicted_nova_group, probability FROM nova_predictions ORDER BY code"
-    ).fetchall()
-    stats = write_predictions(con, pipeline, 1, batch_rows=4)
-    assert stats.batches == 2
-    batched = con.execute(
-        "SELECT code, predicted_nova_group, probability FROM nova_predictions ORDER BY code"
-    ).fetchall()
-    assert batched == whole
+    whole = table(con)
+    stats = write_predictions(con, pipeline, 1, batch_rows=3)
+    assert stats.batches == 3  # rowids 0-2, 3-5 and 6-7 each hold a product to answer
+    assert table(con) == whole
 
 
 def test_a_failing_batch_keeps_the_previous_table(con, pipeline):
     write_predictions(con, pipeline, 1)
-    before = con.execute("SELECT * FROM nova_predictions ORDER BY code").fetchall()
+    before = table(con)
+    classifier = pipeline.named_steps["classifier"]
+    experts = classifier.experts_
+    classifier.experts_ = {state: LogisticRegression() for state in experts}
+    try:
+        with pytest.raises(AttributeError, match="classes_"):  # unfitted experts
+            write_predictions(con, pipeline, 2, batch_rows=2)
+    finally:
+        classifier.experts_ = experts
+    assert table(con) == before
 
-    unfitted = Pipeline(
-        [("tags", pipeline.named_steps["tags"]), ("classifier", LogisticRegression())]
-    )
-    with pytest.raises(NotFittedError):
-        write_predictions(con, unfitted, 2, batch_rows=2)
-    assert con.execute("SELECT * FROM nova_predictions ORDER BY code").fetchall() == before
 
-
-def test_reasons_are_tags_of_the_product_that_favour_its_group(con, pipeline):
+def test_reasons_are_the_products_own_tags_or_its_name(con, pipeline):
     write_predictions(con, pipeline, 1)
-    rows = dict(con.execute("SELECT code, reasons FROM nova_predictions").fetchall())
-    # 'b' (sugar + e322) is predicted 4: e322 is what tells it from group 2.
-    assert rows["b"][0] == "additives:en:e322"
-    assert set(rows["b"]) <= {"additives:en:e322", "ingredients:en:sugar"}
-    assert rows["a"] == ["ingredients:en:water"]
-    # A product with no known tag has no reason to give.
-    assert rows["f"] == []
+    tags = {
+        code: {f"ingredients:{t}" for t in i}
+        | {f"additives:{t}" for t in a}
+        | {f"categories:{t}" for t in c}
+        for code, i, a, c in con.execute(
+            "SELECT code, ingredients_tags, additives_tags, categories_tags FROM products"
+        ).fetchall()
+    }
+    rows = table(con)
+    for code, row in rows.items():
+        assert set(row[6]) <= tags[code] | {"product_name"}, code
+    assert "ingredients:en:flavouring" in rows["b"][6]
+    assert rows["e"][6] in ([], ["product_name"])
+
+
+def test_coverage_by_reason(con, pipeline):
+    write_predictions(con, pipeline, 1)
+    coverage = {r[0]: r[1:] for r in coverage_by_reason(con)}
+    assert {k: v[0] for k, v in coverage.items()} == {
+        "missing_ingredients": 2,
+        "too_many_unknown_ingredients": 2,
+        "missing_category": 1,
+    }
+    assert all(0 <= share <= 1 and 0 < p <= 1 for _, share, p in coverage.values())
+    assert np.isclose(
+        sum(n * share for n, share, _ in coverage.values()),
+        con.execute("SELECT count(*) FILTER (confident) FROM nova_predictions").fetchone()[0],
+    )

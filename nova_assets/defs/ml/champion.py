@@ -5,9 +5,10 @@ import dagster as dg
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.ml.evaluation import evaluation_report
 from nova_assets.defs.resources import MlflowStore
-from nova_assets.lib import evaluation as ev
 from nova_assets.lib.paths import data_paths
+from nova_assets.lib.promotion import promotion_decision
 from nova_assets.lib.registry import CHAMPION, MODEL_NAME, champion_version, latest_version
+from nova_assets.lib.report import read_report
 
 
 @dg.asset(
@@ -16,20 +17,21 @@ from nova_assets.lib.registry import CHAMPION, MODEL_NAME, champion_version, lat
     automation_condition=follows_changed_dump(),
     kinds={"mlflow"},
     description=f"The MLflow alias '{CHAMPION}' on {MODEL_NAME}: moved to the newest version only "
-    "if it beats the current champion's macro-F1 on the same test split (the first model wins).",
+    "if it beats the majority, OFF's rules and the current champion in macro-F1 on the mix of "
+    "test slices weighted like the unlabelled products (the first model that passes wins).",
 )
 def champion_model(
     context: dg.AssetExecutionContext, mlflow_store: MlflowStore
 ) -> dg.MaterializeResult:
     client = mlflow_store.client()
-    report = ev.read_report(data_paths().reports)
+    report = read_report(data_paths().reports)
     newest = latest_version(client)
     if newest is None or str(newest.version) != report["model"]["version"]:
         raise RuntimeError(
             f"the evaluation report is for v{report['model']['version']} but the newest version is "
             f"v{newest.version if newest else 'none'}: rematerialize evaluation_report"
         )
-    promote, reason = ev.promotion_decision(report)
+    promote, reason = promotion_decision(report)
     if promote:
         client.set_registered_model_alias(MODEL_NAME, CHAMPION, newest.version)
     champion = champion_version(client)

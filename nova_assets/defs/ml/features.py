@@ -1,4 +1,5 @@
-"""`feature_matrix`: the tag vocabulary and the sparse train/test matrices."""
+"""`feature_matrix`: the tag vocabulary, the train/test product matrices, and who the model is
+for (the unlabelled products by evidence, which weigh the slices)."""
 
 import json
 from pathlib import Path
@@ -9,8 +10,11 @@ from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.ingest.assets import latest_dump
 from nova_assets.defs.resources import Warehouse
 from nova_assets.defs.warehouse.assets import products, test_split
-from nova_assets.lib.features import FAMILIES, build_vocabulary, labelled_rows_sql, tag_matrix
+from nova_assets.lib.evidence import population_weights
+from nova_assets.lib.features import FAMILIES, build_vocabulary, labelled_rows_sql, product_matrix
+from nova_assets.lib.markdown import table
 from nova_assets.lib.paths import data_paths
+from nova_assets.lib.predictions import population
 
 
 def features_dir() -> Path:
@@ -18,9 +22,14 @@ def features_dir() -> Path:
     return data_paths().features
 
 
+def read_manifest() -> dict:
+    return json.loads((features_dir() / "manifest.json").read_text())
+
+
 class FeatureConfig(dg.Config):
     min_count: int = 2
-    """A tag becomes a feature only if at least this many training products carry it."""
+    """A tag becomes a feature only if at least this many training products carry it (OFF's
+    NOVA markers always are)."""
 
 
 @dg.asset(
@@ -30,7 +39,8 @@ class FeatureConfig(dg.Config):
     kinds={"duckdb", "numpy"},
     pool="duckdb",
     description="Vocabulary of ingredients/additives/categories tags learned on train rows only "
-    "(DuckDB feature_vocabulary), and sparse multi-hot train and test matrices in data/features/.",
+    "(DuckDB feature_vocabulary), train and test product matrices (tags, names, evidence) in "
+    "data/features/, and the unlabelled products by evidence state, which weigh the slices.",
 )
 def feature_matrix(
     context: dg.AssetExecutionContext, config: FeatureConfig, warehouse: Warehouse
@@ -38,34 +48,44 @@ def feature_matrix(
     dump = latest_dump()
     with warehouse.connect(publish=["feature_vocabulary"]) as con:
         features = build_vocabulary(con, config.min_count)
-        train = tag_matrix(con, labelled_rows_sql("train"), features)
-        test = tag_matrix(con, labelled_rows_sql("test"), features)
-    if train.X.shape[0] == 0 or not features:
-        raise ValueError("no labelled training products with tags: cannot build features")
+        train = product_matrix(con, labelled_rows_sql("train"), features)
+        test = product_matrix(con, labelled_rows_sql("test"), features)
+        unlabelled = population(con)
+    if len(train) == 0:
+        raise ValueError("no labelled training products: cannot build features")
     directory = features_dir()
     train.save(directory / "train.npz")
     test.save(directory / "test.npz")
+    weights = population_weights(unlabelled)
     per_family = {f: sum(1 for x in features if x.startswith(f + ":")) for f in FAMILIES}
     manifest = {
         "dump_sha256": dump.sha256,
         "min_count": config.min_count,
         "features": len(features),
         "features_per_family": per_family,
-        "train_rows": int(train.X.shape[0]),
-        "test_rows": int(test.X.shape[0]),
+        "train_rows": len(train),
+        "test_rows": len(test),
+        "unlabelled_by_state": unlabelled,
+        "slice_weights": weights,
     }
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
     context.log.info(
-        f"features: {len(features)} ({per_family}); train {train.X.shape[0]}, test {test.X.shape[0]}"
+        f"features: {len(features)} ({per_family}); train {len(train)}, test {len(test)}; "
+        f"unlabelled products by evidence {unlabelled}"
+    )
+    mix = table(
+        ["evidence state", "unlabelled products"], [[k, f"{v:,}"] for k, v in unlabelled.items()]
     )
     return dg.MaterializeResult(
         metadata={
             **{f"features_{k}": v for k, v in per_family.items()},
             "features": len(features),
-            "train_rows": int(train.X.shape[0]),
-            "test_rows": int(test.X.shape[0]),
+            "train_rows": len(train),
+            "test_rows": len(test),
             "train_nonzeros": int(train.X.nnz),
             "min_count": config.min_count,
+            "unlabelled_by_evidence": dg.MetadataValue.md("\n".join(mix)),
+            "slice_weights": dg.MetadataValue.json(weights),
             "path": dg.MetadataValue.path(str(directory)),
         },
         data_version=dg.DataVersion(f"{dump.sha256}-{config.min_count}"),

@@ -1,85 +1,49 @@
 """`nova_model`: the tracked, registered classifier."""
 
 import json
-import subprocess
-import time
 
 import dagster as dg
-import mlflow
-import numpy as np
-from mlflow.models import infer_signature
 
 from nova_assets.defs.automation import follows_changed_dump
-from nova_assets.defs.ml.features import feature_matrix, features_dir
+from nova_assets.defs.ml.features import feature_matrix, features_dir, read_manifest
 from nova_assets.defs.resources import tracked_run
-from nova_assets.lib.features import TagMatrix
-from nova_assets.lib.models import (
-    MODEL_KINDS,
-    TRUSTED_TYPES,
-    Trial,
-    best_trial,
-    columns_for,
-    example_input,
-    fit_pipeline,
-    predict_matrix,
-    tune,
-)
-from nova_assets.lib.paths import REPO_ROOT
+from nova_assets.lib.features import ProductMatrix
+from nova_assets.lib.markdown import table
+from nova_assets.lib.models import GROUP_1_PRECISION, MODEL_KINDS, PRECISION_TARGET
 from nova_assets.lib.registry import CHALLENGER, MODEL_NAME
 from nova_assets.lib.split import validation_mask
-
-REFERENCE = "reference_bernoulli_nb"
-
+from nova_assets.lib.tracking import log_trial, register
+from nova_assets.lib.training import Calibration, Trained, train
 
 DEFAULT_CANDIDATES = [
     "reference_bernoulli_nb",
-    "logistic_regression",
     "marker_logistic_regression",
-    "marker_decision_tree",
+    "evidence_logistic_regression",
 ]
 
 
 class ModelConfig(dg.Config):
     candidates: list[str] = DEFAULT_CANDIDATES
     """Model kinds to compare on the validation rows; the best becomes the model."""
-    C: list[float] = [0.3, 1.0, 3.0]
+    C: list[float] = [0.3, 1.0]
     """Inverse regularisation strengths tried for the logistic regressions."""
     alpha: list[float] = [0.1, 1.0]
     """Smoothing tried for the naive Bayes reference."""
     max_depth: list[int] = [12, 24]
     """Depths tried for the decision tree."""
     validation_percent: int = 20
-    """Share of the training rows (by a stable hash of the code) held out to choose the model."""
-    tuning_rows: int = 300_000
+    """Share of the training rows (by a stable hash of the code) held out to choose, calibrate
+    and set the thresholds of the model."""
+    tuning_rows: int = 150_000
     """At most this many rows fit each trial; the chosen setting is refitted on all of them."""
     max_iter: int = 2000
     """Iterations allowed to the logistic regressions' solver."""
-
-
-def git_commit() -> str:
-    """The code's commit, so a model version says which code trained it."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
-        )
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
-def _log_trial(trial: Trial) -> None:
-    """One nested MLflow run per trial, under the Dagster run's MLflow run."""
-    label = " ".join(f"{k}={v}" for k, v in trial.params.items())
-    with mlflow.start_run(run_name=f"{trial.kind} {label}".strip(), nested=True):
-        mlflow.log_params({"model": trial.kind, **trial.params, "train_rows": trial.train_rows})
-        mlflow.log_metrics(
-            {
-                "validation_accuracy": trial.accuracy,
-                "validation_macro_f1": trial.macro_f1,
-                "fit_seconds": trial.fit_seconds,
-                **{f"validation_f1_group_{g}": v for g, v in trial.f1_per_class.items()},
-            }
-        )
+    precision_target: float = PRECISION_TARGET
+    """An answer is `confident` when its probability clears its group's threshold, chosen on
+    validation rows so that such answers are right this often."""
+    group_1_precision: float = GROUP_1_PRECISION
+    """Group 1 ("unprocessed") is only answered where, on validation rows with the same
+    evidence, such answers were right this often."""
 
 
 @dg.asset(
@@ -88,11 +52,12 @@ def _log_trial(trial: Trial) -> None:
     automation_condition=follows_changed_dump(),
     kinds={"sklearn", "mlflow"},
     required_resource_keys={"mlflow"},
-    description="A scikit-learn Pipeline (raw tag lists in, NOVA group out): the best of the "
-    "candidate models (reference naive Bayes, logistic regressions with and without OFF's NOVA "
-    "markers, a decision tree), each tuned on validation rows carved from the train rows and "
-    "logged as a nested MLflow run; refitted on all train rows, logged beside the reference "
-    f"model and registered as {MODEL_NAME} with the alias '{CHALLENGER}'.",
+    description="A scikit-learn Pipeline (raw products in, NOVA group out): the best candidate "
+    "(reference naive Bayes, a logistic regression with OFF's markers, one logistic regression "
+    "per evidence state trained with evidence hidden, reading product names too) on validation "
+    "rows with evidence hidden like the unlabelled products; calibrated there with per-group "
+    f"thresholds; logged with every trial to MLflow and registered as {MODEL_NAME} "
+    f"('{CHALLENGER}').",
 )
 def nova_model(context: dg.AssetExecutionContext, config: ModelConfig) -> dg.MaterializeResult:
     unknown = sorted(set(config.candidates) - set(MODEL_KINDS))
@@ -100,128 +65,77 @@ def nova_model(context: dg.AssetExecutionContext, config: ModelConfig) -> dg.Mat
         raise ValueError(
             f"unknown or no candidate model(s) {unknown}; choose from {', '.join(MODEL_KINDS)}"
         )
-    train = TagMatrix.load(features_dir() / "train.npz")
-    manifest = json.loads((features_dir() / "manifest.json").read_text())
+    matrix = ProductMatrix.load(features_dir() / "train.npz")
+    manifest = read_manifest()
     grids = {"C": config.C, "alpha": config.alpha, "max_depth": config.max_depth}
     with tracked_run(context.resources.mlflow) as run:
-        mlflow.log_params(
-            {
-                "candidates": ",".join(config.candidates),
-                **{f"grid_{k}": ",".join(map(str, v)) for k, v in grids.items()},
-                "validation_percent": config.validation_percent,
-                "tuning_rows": config.tuning_rows,
-                "min_count": manifest["min_count"],
-                "features": len(train.features),
-                "train_rows": train.X.shape[0],
-                "dump_sha256": manifest["dump_sha256"],
-            }
-        )
-        validation = validation_mask(train.codes, config.validation_percent)
-        trials = tune(
-            list(dict.fromkeys([*config.candidates, REFERENCE])),
+        mlflow_params(config, grids, manifest, len(matrix))
+        trained = train(
+            config.candidates,
             {**grids, "max_iter": [config.max_iter]},
-            train.X,
-            train.labels,
-            train.features,
-            validation,
-            max_rows=config.tuning_rows,
-            on_trial=_log_trial,
+            matrix,
+            validation_mask(matrix.codes, config.validation_percent),
+            manifest["slice_weights"],
+            tuning_rows=config.tuning_rows,
+            calibration=Calibration(config.precision_target, config.group_1_precision),
+            on_trial=log_trial,
         )
-        chosen = best_trial([t for t in trials if t.kind in config.candidates])
-        reference_trial = best_trial(trials, REFERENCE)
-        context.log.info(
-            "validation macro-F1: "
-            + "; ".join(f"{t.kind} {t.params}: {t.macro_f1:.4f}" for t in trials)
-            + f". Chosen: {chosen.kind} {chosen.params}"
-        )
-        start = time.perf_counter()
-        model = fit_pipeline(chosen.kind, train.X, train.labels, train.features, **chosen.params)
-        fit_seconds = time.perf_counter() - start
-        reference = fit_pipeline(
-            REFERENCE, train.X, train.labels, train.features, **reference_trial.params
-        )
-        mlflow.log_params(
-            {"model": chosen.kind, **{f"model_{k}": v for k, v in chosen.params.items()}}
-        )
-        mlflow.log_metrics(
-            {
-                "validation_accuracy": chosen.accuracy,
-                "validation_macro_f1": chosen.macro_f1,
-                "fit_seconds": fit_seconds,
-            }
-        )
-        example = example_input()
-        signature = infer_signature(example, model.predict(example))
-        reference_info = mlflow.sklearn.log_model(
-            reference,
-            name="reference_model",
-            signature=signature,
-            input_example=example,
-            skops_trusted_types=TRUSTED_TYPES,
-        )
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=MODEL_NAME,
-            skops_trusted_types=TRUSTED_TYPES,
-        )
-        train_predicted, _ = predict_matrix(model, columns_for(model, train.X, train.features))
-        train_accuracy = float(np.mean(train_predicted == train.labels))
-        mlflow.log_metric("train_accuracy", train_accuracy)
-        version = str(info.registered_model_version)
-        client = mlflow.MlflowClient()
-        for key, value in {
-            "dump_sha256": manifest["dump_sha256"],
-            "train_rows": train.X.shape[0],
-            "features": len(train.features),
-            "model_kind": chosen.kind,
-            "model_params": json.dumps(chosen.params),
-            "validation_macro_f1": f"{chosen.macro_f1:.6f}",
-            "validation_accuracy": f"{chosen.accuracy:.6f}",
-            "train_accuracy": f"{train_accuracy:.6f}",
-            "git_commit": git_commit(),
-            "reference_model_uri": reference_info.model_uri,
-            "dagster_run_id": context.run.run_id,
-        }.items():
-            client.set_model_version_tag(MODEL_NAME, version, key, str(value))
-        client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
-        run_id = run.info.run_id
+        registered = register(trained, manifest, matrix, context.run.run_id)
+    chosen = trained.chosen
     context.log.info(
-        f"registered {MODEL_NAME} v{version} ({chosen.kind}, refitted in {fit_seconds:.1f} s; "
-        f"MLflow run {run_id}), alias '{CHALLENGER}'"
+        f"registered {MODEL_NAME} v{registered.version} ({chosen.kind} {chosen.params}, "
+        f"validation mix macro-F1 {chosen.macro_f1:.4f}; MLflow run {run.info.run_id})"
     )
     return dg.MaterializeResult(
         metadata={
-            "model_version": version,
+            "model_version": registered.version,
             "model_kind": chosen.kind,
             "model_params": chosen.params,
             "validation_macro_f1": chosen.macro_f1,
             "validation_accuracy": chosen.accuracy,
-            "fit_seconds": round(fit_seconds, 2),
-            "trials": dg.MetadataValue.md(_trials_markdown(trials, chosen)),
-            "mlflow_run_id": run_id,
-            "model_uri": f"models:/{MODEL_NAME}/{version}",
-            "reference_model_uri": reference_info.model_uri,
-            "train_rows": int(train.X.shape[0]),
-            "features": len(train.features),
+            "refit_seconds": round(trained.refit_seconds, 2),
+            "trials": dg.MetadataValue.md(trials_markdown(trained)),
+            "mlflow_run_id": run.info.run_id,
+            "model_uri": f"models:/{MODEL_NAME}/{registered.version}",
+            "reference_model_uri": registered.reference_uri,
+            "train_rows": len(matrix),
+            "features": len(matrix.features),
         }
     )
 
 
-def _trials_markdown(trials: list[Trial], chosen: Trial) -> str:
-    lines = [
-        "| candidate | params | val. accuracy | val. macro-F1 | F1 g1 | F1 g2 | F1 g3 | F1 g4 | fit s |",
-        "|---|---|---|---|---|---|---|---|---|",
+def mlflow_params(config: ModelConfig, grids: dict, manifest: dict, rows: int) -> None:
+    import mlflow
+
+    mlflow.log_params(
+        {
+            "candidates": ",".join(config.candidates),
+            **{f"grid_{k}": ",".join(map(str, v)) for k, v in grids.items()},
+            "validation_percent": config.validation_percent,
+            "tuning_rows": config.tuning_rows,
+            "precision_target": config.precision_target,
+            "group_1_precision": config.group_1_precision,
+            "min_count": manifest["min_count"],
+            "features": manifest["features"],
+            "train_rows": rows,
+            "dump_sha256": manifest["dump_sha256"],
+            **{f"weight_{k}": round(v, 4) for k, v in manifest["slice_weights"].items()},
+        }
+    )
+
+
+def trials_markdown(trained: Trained) -> str:
+    slices = list(trained.chosen.slices)
+    rows = [
+        [
+            t.kind + (" **(chosen)**" if t is trained.chosen else ""),
+            json.dumps(t.params),
+            f"{t.macro_f1:.4f}",
+            f"{t.accuracy:.4f}",
+            *(f"{t.slices[s]:.3f}" for s in slices),
+            f"{t.fit_seconds:.1f}",
+        ]
+        for t in trained.trials
     ]
-    for t in trials:
-        mark = " **(chosen)**" if t is chosen else ""
-        f1 = " | ".join(
-            f"{t.f1_per_class[g]:.3f}" if g in t.f1_per_class else "-" for g in (1, 2, 3, 4)
-        )
-        lines.append(
-            f"| {t.kind}{mark} | {json.dumps(t.params)} | {t.accuracy:.4f} | {t.macro_f1:.4f} "
-            f"| {f1} | {t.fit_seconds:.1f} |"
-        )
-    return "\n".join(lines) + "\n"
+    header = ["candidate", "params", "mix macro-F1", "mix accuracy", *slices, "fit s"]
+    return "\n".join(table(header, rows)) + "\n"

@@ -1,12 +1,13 @@
-"""`nova_predictions`: the champion's group for every product that has none."""
+"""`nova_predictions`: the champion's group for every food product OFF left without one."""
 
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.resources import MlflowStore, Warehouse
+from nova_assets.lib.markdown import table
 from nova_assets.lib.paths import data_paths
-from nova_assets.lib.predictions import write_predictions
+from nova_assets.lib.predictions import coverage_by_reason, write_predictions
 from nova_assets.lib.registry import CHAMPION, MODEL_NAME, champion_version, load_pipeline
 
 
@@ -16,8 +17,10 @@ from nova_assets.lib.registry import CHAMPION, MODEL_NAME, champion_version, loa
     automation_condition=follows_changed_dump(),
     kinds={"duckdb", "sklearn"},
     pool="duckdb",
-    description="The champion's NOVA group and its probability for every product that has "
-    "ingredients but no nova_group, with the model version that made it.",
+    description="For every food product OFF left without a nova_group that has ingredients, "
+    "categories or a name: the champion's group, its calibrated probability, whether it clears "
+    "the precision threshold (confident), the evidence it had, why OFF left it blank, the model "
+    "version and the tags behind the answer.",
 )
 def nova_predictions(
     context: dg.AssetExecutionContext, warehouse: Warehouse, mlflow_store: MlflowStore
@@ -32,20 +35,31 @@ def nova_predictions(
     pipeline = load_pipeline(mlflow_store.tracking_uri, f"models:/{MODEL_NAME}/{champion.version}")
     with warehouse.connect(publish=["nova_predictions"]) as con:
         stats = write_predictions(con, pipeline, int(champion.version))
+        coverage = coverage_by_reason(con)
     paths = data_paths()
     context.log.info(
-        f"{stats.rows:,} predictions by champion v{champion.version} in {stats.batches} batches "
-        f"({stats.rows_per_second:,.0f} rows/s). Results: warehouse "
-        f"{paths.warehouse} (tables products, test_split, feature_vocabulary, nova_predictions, dumps), "
-        f"published read-only for queries in {paths.serving / 'nova.duckdb'}; "
-        f"report {paths.reports / 'evaluation.md'}; MLflow store {mlflow_store.tracking_uri}"
+        f"{stats.rows:,} predictions by champion v{champion.version}, {stats.confident:,} "
+        f"confident, in {stats.batches} batches ({stats.rows_per_second:,.0f} rows/s). Results: "
+        f"warehouse {paths.warehouse} (tables products, test_split, feature_vocabulary, "
+        f"nova_predictions, dumps), published read-only for queries in "
+        f"{paths.serving / 'nova.duckdb'}; report {paths.reports / 'evaluation.md'}; MLflow store "
+        f"{mlflow_store.tracking_uri}"
     )
+    rows = [[reason, f"{n:,}", f"{share:.0%}", f"{p:.2f}"] for reason, n, share, p in coverage]
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": stats.rows,
             "model_version": str(champion.version),
             **{f"predicted_group_{g}": n for g, n in stats.by_group.items()},
+            "confident": stats.confident,
             "mean_probability": stats.mean_probability,
+            "coverage_by_reason": dg.MetadataValue.md(
+                "\n".join(
+                    table(
+                        ["why OFF left it blank", "products", "confident", "mean probability"], rows
+                    )
+                )
+            ),
             "rows_per_second": round(stats.rows_per_second),
             "warehouse": dg.MetadataValue.path(str(paths.warehouse)),
         }

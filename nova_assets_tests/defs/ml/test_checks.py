@@ -6,32 +6,56 @@ import mlflow
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from nova_assets.defs.ml.checks import champion_is_best, model_beats_majority
+from nova_assets.defs.ml.checks import champion_is_best, model_beats_majority, model_beats_rules
 from nova_assets.defs.resources import MlflowStore
 from nova_assets.lib.paths import data_paths
 from nova_assets.lib.registry import CHAMPION, MODEL_NAME, ensure_experiment
 
 
-def write_report(model: tuple, majority: tuple = (0.7, 0.2), champion: tuple | None = None) -> None:
+def entry(scores: tuple, version: str | None = None) -> dict:
+    return {"name": "x", "version": version, "accuracy": scores[0], "macro_f1": scores[1]}
+
+
+def write_report(
+    model: tuple,
+    majority: tuple = (0.7, 0.2),
+    champion: tuple | None = None,
+    rules: tuple = (0.5, 0.4),
+) -> None:
+    """A report as evaluation_report writes it: mix scores, and one slice per model."""
     report = {
         "test_rows": 10,
-        "model": {"version": model[0], "accuracy": model[1], "macro_f1": model[2]},
-        "majority": {"accuracy": majority[0], "macro_f1": majority[1]},
-        "champion": None
-        if champion is None
-        else {"version": champion[0], "accuracy": champion[1], "macro_f1": champion[2]},
+        "model": entry(model[1:], model[0]),
+        "majority": entry(majority),
+        "rules": entry(rules),
+        "champion": None if champion is None else entry(champion[1:], champion[0]),
+        "slices": {
+            "as_is": {"model": entry(model[1:]), "rules": entry(rules)},
+            "no_ingredients": {"model": entry(model[1:]), "rules": entry((0.1, 0.2))},
+        },
     }
     directory = data_paths().reports
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "evaluation.json").write_text(json.dumps(report))
 
 
-def test_model_must_beat_majority(data_dir):
+def test_model_must_beat_majority_in_macro_f1(data_dir):
     write_report(("1", 0.9, 0.8))
     assert model_beats_majority().passed
-    write_report(("1", 0.65, 0.8))
+    write_report(("1", 0.65, 0.8))  # less accurate than always 4, far better over the groups
+    assert model_beats_majority().passed
+    write_report(("1", 0.9, 0.15))
     result = model_beats_majority()
-    assert not result.passed and result.metadata["majority_accuracy"].value == 0.7
+    assert not result.passed and result.metadata["majority_macro_f1"].value == 0.2
+
+
+def test_model_must_beat_offs_rules(data_dir):
+    write_report(("1", 0.9, 0.8))
+    result = model_beats_rules()
+    assert result.passed
+    assert result.metadata["no_ingredients_model_minus_rules"].value == pytest.approx(0.6)
+    write_report(("1", 0.9, 0.3))
+    assert not model_beats_rules().passed
 
 
 @pytest.fixture

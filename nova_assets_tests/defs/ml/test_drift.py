@@ -25,7 +25,7 @@ RUN_CONFIG = {
         # One setting per candidate: drift is under test, not the model search.
         "nova_model": {
             "config": {
-                "candidates": ["reference_bernoulli_nb", "marker_logistic_regression"],
+                "candidates": ["reference_bernoulli_nb", "evidence_logistic_regression"],
                 "C": [1.0],
                 "alpha": [1.0],
             }

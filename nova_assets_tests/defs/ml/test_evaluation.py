@@ -1,5 +1,5 @@
-"""`evaluation_report` materialized for real on the embedded sample: every section of the
-report, in the JSON, the Markdown file, the Dagster metadata and the MLflow run."""
+"""`evaluation_report` materialized for real on the embedded sample: every slice and section of
+the report, in the JSON, the Markdown file, the Dagster metadata and the MLflow run."""
 
 import json
 import warnings
@@ -12,22 +12,33 @@ from dagster import DagsterInstance
 from mlflow import MlflowClient
 
 from nova_assets.definitions import defs
+from nova_assets.lib.evidence import SLICES
 from nova_assets.lib.nova_rules import marker_group
 from nova_assets.lib.paths import data_paths
 from nova_assets.lib.registry import MODEL_NAME
 from nova_assets_tests.defs.graph import OUR_CODE, failure_text
 
 # Two candidates and one setting each: the report is what is under test, not the model search.
-FAST_MODEL = {"candidates": ["reference_bernoulli_nb", "marker_logistic_regression"], "C": [1.0]}
+FAST_MODEL = {
+    "candidates": ["reference_bernoulli_nb", "evidence_logistic_regression"],
+    "C": [1.0],
+    "alpha": [1.0],
+}
 SECTIONS = (
-    "### Models compared",
-    "### Per class (model)",
+    "### The mix",
+    "### Slices",
+    "### Confident answers",
+    "### Reliability",
+    "### Per class (model, as is)",
     "### Confusion matrix",
-    "### Accuracy by country",
-    "### Accuracy by number of tags",
-    "### What weighs most for each group, beside OFF's markers",
-    "### Misclassified test products",
+    "### Accuracy by country (as is)",
+    "### Accuracy by number of tags (as is)",
+    "### What weighs most for each group (`complete` products)",
+    "### What weighs most for each group (`no_ingredients` products)",
+    "### Misclassified test products (`as_is`)",
+    "### Misclassified test products (`no_ingredients`)",
 )
+MODELS = ("model", "rules", "reference", "majority")
 
 
 def materialize(instance: DagsterInstance, selection: list[str] | None = None):
@@ -79,25 +90,63 @@ def runs(tmp_path_factory):
             yield {"first": first, "first_md": first_md, "second": second}
 
 
-def test_intervals_hold_the_point_estimates(runs):
+def test_every_slice_has_every_model_with_the_keys_of_today(runs):
     report, _ = runs["first"]
-    assert report["bootstrap"]["resamples"] == 1000 and report["bootstrap"]["level"] == 0.95
-    assert report["bootstrap"]["rows"] == report["test_rows"]
-    for key in ("model", "reference", "majority"):
-        m = report[key]
-        for metric in ("accuracy", "macro_f1"):
-            low, high = m["ci"][metric]
-            assert 0 <= low <= m[metric] <= high <= 1, (key, metric)
-        for g, c in m["per_class"].items():
-            interval = m["ci"]["per_class"][g]
-            if c["support"] == 0:
-                assert interval is None
-            else:
-                assert interval["f1"][0] <= c["f1"] <= interval["f1"][1], (key, g)
-    assert set(report["bootstrap"]["differences"]) == {"reference", "majority"}
-    assert report["bootstrap"]["differences"]["majority"]["accuracy"]["value"] == pytest.approx(
-        report["model"]["accuracy"] - report["majority"]["accuracy"]
-    )
+    assert list(report["slices"]) == list(SLICES)
+    for name, entry in report["slices"].items():
+        assert 0 < entry["rows"] <= report["test_rows"]
+        for key in MODELS:
+            m = entry[key]
+            assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "ci", "ece"} <= set(m)
+            assert sum(map(sum, m["confusion_matrix"])) == entry["rows"] == m["rows"]
+            for metric in ("accuracy", "macro_f1"):
+                low, high = m["ci"][metric]
+                assert 0 <= low <= m[metric] <= high <= 1, (name, key, metric)
+            for g, c in m["per_class"].items():
+                interval = m["ci"]["per_class"][g]
+                if c["support"] == 0:
+                    assert interval is None
+                else:
+                    assert interval["f1"][0] <= c["f1"] <= interval["f1"][1], (name, key, g)
+            at = m["at_thresholds"]
+            assert 0 <= at["coverage"] <= 1
+            assert at["precision"] is None or 0 <= at["precision"] <= 1
+        assert set(entry["differences"]) == {"rules", "reference", "majority"}
+    # The rules are sure of every answer; hidden ingredients leave them (almost) only group 1.
+    assert report["slices"]["as_is"]["rules"]["at_thresholds"]["coverage"] == 1.0
+    assert report["slices"]["name_only"]["rules"]["per_class"]["1"]["recall"] == 1.0
+
+
+def test_the_mix_weighs_slices_like_the_unlabelled_products(runs):
+    report, _ = runs["first"]
+    weights = report["weights"]
+    assert weights["as_is"] == weights["no_additives"] == 0
+    # The sample's 153 blank products with evidence: 71 name only, 37 categories and name, 24
+    # partly unknown ingredients with categories, 21 ingredients without categories.
+    assert weights["name_only"] == pytest.approx(71 / 153)
+    assert weights["no_ingredients"] == pytest.approx(37 / 153)
+    assert weights["half_ingredients"] == pytest.approx(24 / 153)
+    assert weights["no_categories"] == pytest.approx(21 / 153)
+    for key in MODELS:
+        mixed = sum(weights[n] * e[key]["macro_f1"] for n, e in report["slices"].items())
+        assert report[key]["macro_f1"] == pytest.approx(mixed)
+    assert report["model"]["macro_f1"] > report["rules"]["macro_f1"]
+
+
+def test_thresholds_and_reliability(runs):
+    report, _ = runs["first"]
+    assert report["precision_target"] == 0.95
+    assert set(report["thresholds"]) == {
+        "complete",
+        "no_categories",
+        "partial",
+        "no_ingredients",
+        "name_only",
+    }
+    for entry in report["slices"].values():
+        bins = entry["reliability"]
+        assert sum(b["rows"] for b in bins) == entry["rows"]
+        assert all(b["low"] <= b["confidence"] <= b["high"] for b in bins)
 
 
 def test_accuracy_by_country_and_by_tag_count(runs):
@@ -110,50 +159,56 @@ def test_accuracy_by_country_and_by_tag_count(runs):
     countries = report["by_country"]["rows"]
     assert countries[0]["country"] == "en:united-states" and countries[0]["rows"] == us
     assert [r["country"] for r in countries[-2:]] == ["other", "none"]
-    assert len(countries) <= report["by_country"]["top"] + 2
     sizes = [r["rows"] for r in countries[:-2]]
     assert sizes == sorted(sizes, reverse=True)
     buckets = report["by_tag_count"]["rows"]
     assert [b["bucket"] for b in buckets] == ["0–4", "5–9", "10–19", "20–39", "40+"]
     assert sum(b["rows"] for b in buckets) == report["test_rows"]
     hits = sum(b["rows"] * b["accuracy"]["model"] for b in buckets if b["rows"])
-    assert hits / report["test_rows"] == pytest.approx(report["model"]["accuracy"])
-    for row in countries + buckets:
-        for value in row["accuracy"].values():
-            assert value is None or 0 <= value <= 1
+    as_is = report["slices"]["as_is"]["model"]
+    assert hits / report["test_rows"] == pytest.approx(as_is["accuracy"])
+    assert set(buckets[0]["accuracy"]) == {"model", "rules"}
 
 
 def test_top_features_beside_off_markers(runs):
     report, _ = runs["first"]
     top = report["top_features"]
-    assert top["k"] == 10
-    for g, entry in top["groups"].items():
-        assert entry["predicted"] and 0 < len(entry["features"]) <= 10
-        for f in entry["features"]:
-            assert f["marker_group"] == marker_group(f["family"], f["tag"]) and f["weight"] > 0
-        assert entry["markers"] == sum(f["marker_group"] == int(g) for f in entry["features"])
-    # On the sample the model has learnt OFF's rule: its group-4 evidence is OFF's markers.
-    assert top["groups"]["4"]["markers"] >= 5
+    assert set(top) == {"complete", "no_ingredients"}
+    for state, entry in top.items():
+        assert entry["k"] == 10 and entry["state"] == state
+        for g, group in entry["groups"].items():
+            for f in group["features"]:
+                assert f["marker_group"] == marker_group(f["family"], f["tag"]) and f["weight"] > 0
+            assert group["markers"] == sum(f["marker_group"] == int(g) for f in group["features"])
+    # With the ingredients, the model has learnt OFF's rule: its group-4 evidence is markers.
+    assert top["complete"]["groups"]["4"]["markers"] >= 5
+    # Without them, it can only read categories (and names, which have no tag).
+    assert all(
+        f["family"] == "categories"
+        for g in top["no_ingredients"]["groups"].values()
+        for f in g["features"]
+    )
 
 
 def test_misclassified_examples(runs):
     report, _ = runs["first"]
-    mistakes = report["misclassified"]
-    matrix = report["model"]["confusion_matrix"]
-    assert mistakes["total"] == sum(sum(row) for row in matrix) - sum(
-        matrix[i][i] for i in range(4)
-    )
-    examples = mistakes["examples"]
-    assert len(examples) == min(8, mistakes["total"])
-    with duckdb.connect(str(data_paths().warehouse), read_only=True) as con:
-        for e in examples:
-            assert e["true"] != e["predicted"] and 0 < e["probability"] <= 1
-            truth = con.execute(
-                "SELECT nova_group, split FROM products JOIN test_split USING (code) WHERE code = ?",
-                [e["code"]],
-            ).fetchone()
-            assert truth == (e["true"], "test")
-            assert set(e["tags"]) == {"ingredients", "additives", "categories"}
+    for name, mistakes in report["misclassified"].items():
+        matrix = report["slices"][name]["model"]["confusion_matrix"]
+        assert mistakes["total"] == sum(map(sum, matrix)) - sum(matrix[i][i] for i in range(4))
+        examples = mistakes["examples"]
+        assert len(examples) == min(8, mistakes["total"])
+        with duckdb.connect(str(data_paths().warehouse), read_only=True) as con:
+            for e in examples:
+                assert e["true"] != e["predicted"] and 0 < e["probability"] <= 1
+                truth = con.execute(
+                    "SELECT nova_group, split FROM products JOIN test_split USING (code) "
+                    "WHERE code = ?",
+                    [e["code"]],
+                ).fetchone()
+                assert truth == (e["true"], "test")
+                assert set(e["tags"]) == {"ingredients", "additives", "categories"}
+                if name == "no_ingredients":
+                    assert "ingredients" not in e["evidence"]
 
 
 def test_markdown_in_metadata_file_and_mlflow(runs):
@@ -161,36 +216,38 @@ def test_markdown_in_metadata_file_and_mlflow(runs):
     markdown = metadata["report"].value
     for section in SECTIONS:
         assert section in markdown and section in runs["first_md"], section
-    assert "data:image/png;base64," in markdown and "| model v1 |" in markdown
+    assert markdown.count("data:image/png;base64,") == 2 and "| model v1 |" in markdown
     assert "![confusion matrix](evaluation.png)" in runs["first_md"]
     assert "| en:united-states |" in markdown
     assert "known markers of group 4" in markdown
-    assert metadata["misclassified"].value == report["misclassified"]["total"]
-    assert metadata["macro_f1_ci"].value.count("–") == 1
+    assert metadata["as_is_macro_f1_ci"].value.count("–") == 1
+    assert metadata["rules_macro_f1"].value == report["rules"]["macro_f1"]
     client = MlflowClient(tracking_uri=data_paths().mlflow_tracking_uri)
     run_id = client.get_model_version(MODEL_NAME, "1").run_id
     artifacts = {Path(a.path).name for a in client.list_artifacts(run_id, "evaluation")}
-    assert artifacts == {"evaluation.json", "evaluation.md", "evaluation.png"}
+    assert artifacts == {"evaluation.json", "evaluation.md", "evaluation.png", "reliability.png"}
     logged = json.loads(
         Path(client.download_artifacts(run_id, "evaluation/evaluation.json")).read_text()
     )
     assert logged["top_features"] == report["top_features"]
     metrics = client.get_run(run_id).data.metrics
-    assert (
-        metrics["test_macro_f1_ci_low"]
-        <= metrics["test_macro_f1"]
-        <= metrics["test_macro_f1_ci_high"]
+    assert metrics["test_macro_f1"] == pytest.approx(report["model"]["macro_f1"])
+    assert metrics["test_macro_f1_name_only"] == pytest.approx(
+        report["slices"]["name_only"]["model"]["macro_f1"]
     )
+    assert metrics["rules_test_macro_f1"] == pytest.approx(report["rules"]["macro_f1"])
 
 
 def test_a_new_model_is_compared_with_the_champion(runs):
     report, metadata = runs["second"]
     assert report["model"]["version"] == "2" and report["champion"]["version"] == "1"
-    low, high = report["champion"]["ci"]["macro_f1"]
-    assert low <= report["champion"]["macro_f1"] <= high
-    diff = report["bootstrap"]["differences"]["champion"]
-    assert diff["macro_f1"]["value"] == pytest.approx(
-        report["model"]["macro_f1"] - report["champion"]["macro_f1"]
-    )
+    for entry in report["slices"].values():
+        champion = entry["champion"]
+        low, high = champion["ci"]["macro_f1"]
+        assert low <= champion["macro_f1"] <= high
+        diff = entry["differences"]["champion"]
+        assert diff["macro_f1"]["value"] == pytest.approx(
+            entry["model"]["macro_f1"] - champion["macro_f1"]
+        )
     assert "| champion v1 |" in metadata["report"].value
-    assert "model v2 − champion v1: macro-F1" in metadata["report"].value
+    assert "champion v1 +0.000" in metadata["report"].value  # the same data and settings

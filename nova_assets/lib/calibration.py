@@ -1,0 +1,59 @@
+"""Probabilities you can act on: calibrated on validation rows, and the per-group thresholds
+above which a prediction reaches a precision target."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+GROUPS = (1, 2, 3, 4)
+MIN_CALIBRATION_ROWS = 30
+MIN_THRESHOLD_ROWS = 20
+EPSILON = 1e-9
+
+
+def fit_calibrator(proba: np.ndarray, y: np.ndarray) -> LogisticRegression | None:
+    """Matrix scaling: a multinomial logistic regression from a model's log-probabilities to
+    the group, fitted on rows the model never trained on. It corrects both over-confidence and
+    the class weights a model was trained with (its probabilities lean to rare groups).
+
+    None (probabilities left as they are) with too few rows or a single group to learn from.
+    """
+    if len(y) < MIN_CALIBRATION_ROWS or len(np.unique(y)) < 2:
+        return None
+    return LogisticRegression(C=1.0, max_iter=1000).fit(np.log(proba + EPSILON), y)
+
+
+def apply_calibrator(calibrator: LogisticRegression | None, proba: np.ndarray) -> np.ndarray:
+    """Calibrated probabilities over GROUPS, from a model's probabilities over GROUPS."""
+    if calibrator is None or len(proba) == 0:
+        return proba
+    out = np.zeros_like(proba)
+    columns = np.searchsorted(GROUPS, calibrator.classes_)
+    out[:, columns] = calibrator.predict_proba(np.log(proba + EPSILON))
+    return out
+
+
+def choose_threshold(
+    probability: np.ndarray,
+    correct: np.ndarray,
+    target: float,
+    *,
+    unmeasured: float,
+    min_rows: int = MIN_THRESHOLD_ROWS,
+) -> float:
+    """The lowest probability at which the predictions accepted (probability at or above it)
+    reach `target` precision on these rows.
+
+    With fewer than `min_rows` predictions there is too little to measure, and the answer is
+    `unmeasured`. When no threshold reaches the target, infinity: nothing is accepted.
+    """
+    if len(probability) < min_rows:
+        return float(unmeasured)
+    order = np.argsort(-probability, kind="stable")
+    p, hits = probability[order], np.cumsum(correct[order])
+    accepted = np.arange(1, len(p) + 1)
+    # Only cut between distinct probabilities: rows tied at the threshold are all accepted.
+    boundary = np.r_[p[1:] < p[:-1], True]
+    ok = np.flatnonzero(boundary & (hits >= target * accepted))
+    return float(p[ok[-1]]) if len(ok) else float("inf")

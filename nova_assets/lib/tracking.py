@@ -1,0 +1,153 @@
+"""What MLflow keeps of a training and an evaluation: nested runs per trial, the logged and
+registered pipelines with their signature, version tags, and the report's figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.models import ModelSignature
+from mlflow.types import DataType
+from mlflow.types.schema import Array, ColSpec, Schema
+
+from nova_assets.lib.evidence import SLICES
+from nova_assets.lib.model_input import INPUT_COLUMNS, NAME_COLUMN, PARTIAL_COLUMN
+from nova_assets.lib.models import TRUSTED_TYPES, example_input, predict
+from nova_assets.lib.paths import REPO_ROOT
+from nova_assets.lib.registry import CHALLENGER, CURRENT_INPUT, MODEL_INPUT, MODEL_NAME
+from nova_assets.lib.training import Trained, Trial
+
+SIGNATURE = ModelSignature(
+    inputs=Schema(
+        [ColSpec(Array(DataType.string), column) for column in INPUT_COLUMNS]
+        + [
+            ColSpec(DataType.string, NAME_COLUMN, required=False),
+            ColSpec(DataType.boolean, PARTIAL_COLUMN, required=False),
+        ]
+    ),
+    outputs=Schema([ColSpec(DataType.long)]),
+)
+"""Tag lists required (empty lists are fine); the name and the partial flag optional."""
+
+
+def git_commit() -> str:
+    """The code's commit, so a model version says which code trained it."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def log_trial(trial: Trial) -> None:
+    """One nested MLflow run per trial, under the active run."""
+    label = " ".join(f"{k}={v}" for k, v in trial.params.items())
+    with mlflow.start_run(run_name=f"{trial.kind} {label}".strip(), nested=True):
+        mlflow.log_params({"model": trial.kind, **trial.params, "train_rows": trial.train_rows})
+        mlflow.log_metrics(
+            {
+                "validation_macro_f1": trial.macro_f1,
+                "validation_accuracy": trial.accuracy,
+                "fit_seconds": trial.fit_seconds,
+                **{f"validation_macro_f1_{name}": v for name, v in trial.slices.items()},
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Registered:
+    version: str
+    run_id: str
+    reference_uri: str
+    train_accuracy: float
+
+
+def register(
+    trained: Trained, manifest: dict[str, Any], train_matrix, dagster_run_id: str
+) -> Registered:
+    """Log the chosen model and the reference to the active run, register the model with its
+    version tags and the alias `challenger`. The version is tagged last with `model_input`, so
+    a version cut short by a crash is never taken for a whole one."""
+    chosen = trained.chosen
+    mlflow.log_params({"model": chosen.kind, **{f"model_{k}": v for k, v in chosen.params.items()}})
+    mlflow.log_metrics(
+        {
+            "validation_macro_f1": chosen.macro_f1,
+            "validation_accuracy": chosen.accuracy,
+            "refit_seconds": trained.refit_seconds,
+        }
+    )
+    example = example_input()
+    reference_info = mlflow.sklearn.log_model(
+        trained.reference,
+        name="reference_model",
+        signature=SIGNATURE,
+        input_example=example,
+        skops_trusted_types=TRUSTED_TYPES,
+    )
+    info = mlflow.sklearn.log_model(
+        trained.model,
+        name="model",
+        signature=SIGNATURE,
+        input_example=example,
+        registered_model_name=MODEL_NAME,
+        skops_trusted_types=TRUSTED_TYPES,
+    )
+    train_accuracy = float(
+        (predict(trained.model, train_matrix).groups == train_matrix.labels).mean()
+    )
+    mlflow.log_metric("train_accuracy", train_accuracy)
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    tags = {
+        "dump_sha256": manifest["dump_sha256"],
+        "train_rows": len(train_matrix),
+        "features": len(train_matrix.features),
+        "model_kind": chosen.kind,
+        "model_params": json.dumps(chosen.params),
+        "validation_macro_f1": f"{chosen.macro_f1:.6f}",
+        "validation_accuracy": f"{chosen.accuracy:.6f}",
+        "train_accuracy": f"{train_accuracy:.6f}",
+        "git_commit": git_commit(),
+        "reference_model_uri": reference_info.model_uri,
+        "dagster_run_id": dagster_run_id,
+        MODEL_INPUT: CURRENT_INPUT,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(MODEL_NAME, version, key, str(value))
+    client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
+    return Registered(version, info.run_id, reference_info.model_uri, train_accuracy)
+
+
+def log_evaluation(
+    client: MlflowClient, version, report: dict[str, Any], files: dict[str, Path]
+) -> None:
+    """The report's figures on the model's run and version, its files as artifacts."""
+    metrics = {
+        "test_macro_f1": report["model"]["macro_f1"],
+        "test_accuracy": report["model"]["accuracy"],
+        "rules_test_macro_f1": report["rules"]["macro_f1"],
+        "reference_test_macro_f1": report["reference"]["macro_f1"],
+        "reference_test_accuracy": report["reference"]["accuracy"],
+    }
+    for name in SLICES:
+        entry = report["slices"][name]["model"]
+        metrics[f"test_macro_f1_{name}"] = entry["macro_f1"]
+        metrics[f"test_accuracy_{name}"] = entry["accuracy"]
+        if entry["ece"] is not None:
+            metrics[f"test_ece_{name}"] = entry["ece"]
+        if entry["at_thresholds"]["coverage"] is not None:
+            metrics[f"test_coverage_{name}"] = entry["at_thresholds"]["coverage"]
+    for name, value in metrics.items():
+        client.log_metric(version.run_id, name, value)
+    for name in ("test_macro_f1", "test_accuracy"):
+        client.set_model_version_tag(MODEL_NAME, version.version, name, f"{metrics[name]:.6f}")
+    for path in files.values():
+        client.log_artifact(version.run_id, str(path), artifact_path="evaluation")
