@@ -43,6 +43,10 @@ QUOTE_SHARE = 0.003
 EIGHT_DIGIT_SHARE = 0.11
 CHUNK_ROWS = 20_000
 DRAWS_PER_ROW = 14
+# Unlabelled products, as the real sample's blank ones split (cumulative): missing ingredients
+# with categories, missing ingredients with only a name, missing category, and too many
+# unknown ingredients (written without a group although the known ones would give one).
+UNLABELLED_MIX = (0.30, 0.70, 0.85)
 GZIP_LEVEL = 1  # speed over ratio: this is test data, not a distribution artefact
 
 # Columns the generator rewrites; every other column is copied from the template row.
@@ -83,8 +87,11 @@ class _Template:
 class _Pools:
     """Real tag material, split by the NOVA group it can produce, for steered sampling."""
 
-    with_ingredients: list[_Template] = field(default_factory=list)
-    without_ingredients: list[_Template] = field(default_factory=list)
+    # Real rows by the group OFF gave them (0: none), with their own categories: a product's
+    # name, brand and categories go together and with its group, as on OFF.
+    by_group: dict[int, list[tuple[_Template, tuple[list[str], tuple[str, ...]]]]] = field(
+        default_factory=dict
+    )
     bases: list[list[str]] = field(default_factory=list)
     bundles: dict[int, list[tuple[list[str], tuple[str, str, str, str]]]] = field(
         default_factory=dict
@@ -153,9 +160,16 @@ def _build_pools(header: str, rows: list[list[str]]) -> _Pools:
         ingredients = _split_tags(get(row, "ingredients_tags"))
         additives = _split_tags(get(row, "additives_tags"))
         if ingredients and get(row, "ingredients_text"):
-            pools.with_ingredients.append(template)
             markers = [t for t in ingredients if marker_group("ingredients", t)]
-            codes = [t for t in ingredients if _ADDITIVE_CODE.match(t)]
+            # E-numbers among the ingredients, but not an additive marker the row's additives
+            # lack: OFF's taxonomy may mark such an ingredient where our rules, which label the
+            # generated rows, read additives from `additives_tags` only.
+            codes = [
+                t
+                for t in ingredients
+                if _ADDITIVE_CODE.match(t)
+                and (marker_group("additives", t) is None or t in additives)
+            ]
             base = [t for t in ingredients if t not in markers and t not in codes]
             if base:
                 pools.bases.append(base)
@@ -175,8 +189,6 @@ def _build_pools(header: str, rows: list[list[str]]) -> _Pools:
                     pools.extra_markers[group].append(tag)
             for tag in base:
                 pools.names.setdefault(tag, _tag_name(tag))
-        else:
-            pools.without_ingredients.append(template)
 
         cats = _split_tags(get(row, "categories_tags"))
         values = (
@@ -187,6 +199,9 @@ def _build_pools(header: str, rows: list[list[str]]) -> _Pools:
             get(row, "main_category_en"),
         )
         _classify_categories(pools, cats, values)
+        real = get(row, "nova_group")
+        group = int(real) if real in ("1", "2", "3", "4") else 0
+        pools.by_group.setdefault(group, []).append((template, (cats, values)))
 
     _fill_fallbacks(pools)
     for tags, _ in (b for bundle in pools.bundles.values() for b in bundle):
@@ -218,6 +233,21 @@ def _classify_categories(pools: _Pools, cats: list[str], values: tuple[str, ...]
         pools.categories["unlabelled"].append(entry)
 
 
+def _fits(cats: list[str], target: int, bundle_group: int | None) -> bool:
+    """Whether a real row's own categories give `target` under OFF's rules with ingredients
+    whose highest marker is `bundle_group` (1: none; None: no ingredients at all)."""
+    if bundle_group is None:
+        return compute_nova_group([], [], cats, False) == (target or None)
+    marker = {3: ["en:sugar"], 4: ["en:flavouring"]}.get(bundle_group, [])
+    return compute_nova_group(["en:water", *marker], [], cats, True) == target
+
+
+def _unknown_tags(tags: list[str], u: float) -> list[str]:
+    """Ingredients OFF's taxonomy does not know: a word of a known one, in another language."""
+    word = tags[int(u * len(tags))].split(":", 1)[-1].split("-")[0] if tags else "x"
+    return [f"xx:{word}-{suffix}" for suffix in ("inconnu", "unbekannt")[: 1 + int(u * 2)]]
+
+
 def _fill_fallbacks(pools: _Pools) -> None:
     """Give every pool at least one entry so any OFF-shaped template can drive the generator."""
     fallback_cats = {
@@ -242,10 +272,6 @@ def _fill_fallbacks(pools: _Pools) -> None:
             pools.extra_markers[group].append(tags)
     if not pools.bases:
         pools.bases.append(["en:water"])
-    if not pools.with_ingredients:
-        pools.with_ingredients = pools.without_ingredients
-    if not pools.without_ingredients:
-        pools.without_ingredients = pools.with_ingredients
 
 
 def _make_codes(rng: np.random.Generator, count: int) -> list[str]:
@@ -348,7 +374,8 @@ def generate_dump(
     source_modified: dict[int, int] = {}
 
     class_counts = {1: 0, 2: 0, 3: 0, 4: 0}
-    steer_misses = 0
+    steer_misses = unknown_rows = 0
+    every_row = [entry for entries in pools.by_group.values() for entry in entries]
     quoted_rows = 0
     raw_bytes = 0
     thresholds = _target_thresholds()
@@ -375,28 +402,49 @@ def generate_dump(
             for offset, u in enumerate(draws):
                 position = chunk_start + offset
                 target = _target(u[0], thresholds)
+                # The real row the product is made from: one OFF gave the target group (any
+                # row for an unlabelled product), so its name and brand go with the group;
+                # its own categories too, where they give the group with the ingredients.
+                template, own = _choose(pools.by_group.get(target) or every_row, u[11])
                 bundle: tuple[list[str], tuple[str, str, str, str]] | None = None
+                unknown = False
                 if target == 4:
-                    cat_tags, cat_values = _choose(cats["any"], u[2])
+                    cat_tags, cat_values = own
                     bundle = _choose(bundles[4], u[3])
                 elif target == 3 and u[1] < 0.75:
-                    cat_tags, cat_values = _choose(cats["g3ok"], u[2])
+                    cat_tags, cat_values = (
+                        own if _fits(own[0], 3, 3) else _choose(cats["g3ok"], u[2])
+                    )
                     bundle = _choose(bundles[3], u[3])
                 elif target == 3:
-                    cat_tags, cat_values = _choose(cats["g3"], u[2])
+                    cat_tags, cat_values = own if _fits(own[0], 3, 1) else _choose(cats["g3"], u[2])
                     bundle = _choose(bundles[1], u[3])
                 elif target == 2:
-                    cat_tags, cat_values = _choose(cats["g2"], u[2])
+                    cat_tags, cat_values = own if _fits(own[0], 2, 3) else _choose(cats["g2"], u[2])
                     if u[1] < 0.75:
                         bundle = _pick_bundle(bundles, (1, 3), u[3])
                 elif target == 1:
-                    cat_tags, cat_values = _choose(cats["plain"], u[2])
+                    cat_tags, cat_values = (
+                        own if _fits(own[0], 1, 1) else _choose(cats["plain"], u[2])
+                    )
                     bundle = _choose(bundles[1], u[3])
-                elif u[1] < 0.85:
-                    cat_tags, cat_values = _choose(cats["unlabelled"], u[2])
-                else:
+                elif u[1] < UNLABELLED_MIX[0]:  # missing ingredients, with categories
+                    cat_tags, cat_values = (
+                        own
+                        if own[0] and _fits(own[0], 0, None)
+                        else _choose(cats["unlabelled"], u[2])
+                    )
+                elif u[1] < UNLABELLED_MIX[1]:  # missing ingredients, nothing but a name
+                    cat_tags, cat_values = [], ("", "", "", "", "")
+                elif u[1] < UNLABELLED_MIX[2]:  # missing category
                     cat_tags, cat_values = [], ("", "", "", "", "")
                     bundle = _pick_bundle(bundles, (1, 3), u[3])
+                else:  # too many unknown ingredients: OFF gives no group below 4
+                    cat_tags, cat_values = (
+                        own if _fits(own[0], 1, 1) else _choose(cats["plain"], u[2])
+                    )
+                    bundle = _pick_bundle(bundles, (1, 3), u[3])
+                    unknown = True
 
                 if bundle is not None:
                     tags = _choose(pools.bases, u[4]) + bundle[0]
@@ -406,6 +454,8 @@ def generate_dump(
                     if target in (2, 3, 4) and u[8] < 0.3:
                         extra_group = 4 if target == 4 and u[8] < 0.15 else 3
                         tags = tags + [_choose(pools.extra_markers[extra_group], u[9])]
+                    if unknown:
+                        tags = tags + _unknown_tags(tags, u[9])
                     tags = list(dict.fromkeys(tags))
                     additive_values = bundle[1]
                     additive_tags = _split_tags(additive_values[2])
@@ -413,13 +463,13 @@ def generate_dump(
                     quoted_rows += quoted
                     text = _ingredients_text(tags, names, quoted)
                     tag_field = ",".join(tags)
-                    template = _choose(pools.with_ingredients, u[11])
                 else:
                     tags, additive_tags, text, tag_field = [], [], "", ""
                     additive_values = empty_additives
-                    template = _choose(pools.without_ingredients, u[11])
 
                 label = compute_nova_group(tags, additive_tags, cat_tags, bool(text))
+                if unknown and label != 4:
+                    label = None
                 if target and label != target:
                     steer_misses += 1
 
@@ -439,8 +489,10 @@ def generate_dump(
                 tail = ""
                 if position in broken:
                     text, tail = _stray_fields(text, 1 + int(u[13] * 34))
-                elif label is not None:
-                    class_counts[label] += 1
+                else:
+                    if label is not None:
+                        class_counts[label] += 1
+                    unknown_rows += unknown
 
                 line = template.fmt.format(
                     code,
@@ -480,6 +532,7 @@ def generate_dump(
         "broken_lines": len(broken),
         "quoted_rows": quoted_rows,
         "steer_misses": steer_misses,
+        "unknown_ingredient_rows": unknown_rows,
         "bytes": os.path.getsize(out),
         "raw_bytes": raw_bytes,
         "seconds": time.perf_counter() - started,

@@ -112,7 +112,7 @@ def accuracy_by_country(
 
 
 def _weight_kind(classifier: NovaClassifier, state: str) -> str:
-    expert = classifier._expert(state)
+    expert = classifier.expert(state)
     if hasattr(expert, "coef_"):
         return "coefficient"
     if hasattr(expert, "feature_log_prob_"):

@@ -43,17 +43,21 @@ def choose_threshold(
     min_rows: int = MIN_THRESHOLD_ROWS,
 ) -> float:
     """The lowest probability at which the predictions accepted (probability at or above it)
-    reach `target` precision on these rows.
+    reach `target` precision on these rows: 0 when all of them together do, infinity when no
+    threshold does (nothing is accepted).
 
     With fewer than `min_rows` predictions there is too little to measure, and the answer is
-    `unmeasured`. When no threshold reaches the target, infinity: nothing is accepted.
+    `unmeasured`.
     """
     if len(probability) < min_rows:
         return float(unmeasured)
+    probability, correct = np.asarray(probability), np.asarray(correct)
     order = np.argsort(-probability, kind="stable")
     p, hits = probability[order], np.cumsum(correct[order])
     accepted = np.arange(1, len(p) + 1)
     # Only cut between distinct probabilities: rows tied at the threshold are all accepted.
     boundary = np.r_[p[1:] < p[:-1], True]
     ok = np.flatnonzero(boundary & (hits >= target * accepted))
-    return float(p[ok[-1]]) if len(ok) else float("inf")
+    if len(ok) == 0:
+        return float("inf")
+    return 0.0 if ok[-1] == len(p) - 1 else float(p[ok[-1]])

@@ -117,6 +117,8 @@ def evaluate_slices(
 
     Returns (slices, bootstrap settings, each slice's rows and answers).
     """
+    for matrix in matrices.values():
+        matrix.name_vectors()  # once, before the slices copy the matrices
     results: dict[str, dict[str, Any]] = {}
     runs: dict[str, SliceRun] = {}
     settings: dict[str, Any] = {}
@@ -272,7 +274,7 @@ def build_report(
     report["top_features"] = {
         state: breakdowns.top_features(classifier, state)
         for state in ("complete", "no_ingredients")
-        if classifier._expert(state) is not None
+        if classifier.expert(state) is not None
     }
     report["misclassified"] = {
         name: misclassified(con, runs[name].rows, runs[name].answers[model.key], classifier)

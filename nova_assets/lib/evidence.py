@@ -66,12 +66,12 @@ SLICES: dict[str, Slice] = {
 # one whose additives were hidden, and taught as such, the complete products' expert would
 # doubt every product without a marker.
 STATES = ("complete", "no_categories", "partial", "no_ingredients", "name_only")
-STATE_SLICES: dict[str, tuple[str, ...]] = {
-    "complete": ("as_is",),
-    "no_categories": ("no_categories",),
-    "partial": ("half_ingredients",),
-    "no_ingredients": ("no_ingredients",),
-    "name_only": ("name_only",),
+STATE_SLICE: dict[str, str] = {
+    "complete": "as_is",
+    "no_categories": "no_categories",
+    "partial": "half_ingredients",
+    "no_ingredients": "no_ingredients",
+    "name_only": "name_only",
 }
 
 
@@ -154,6 +154,6 @@ def population_weights(counts: Mapping[str, int]) -> dict[str, float]:
     if total == 0:
         return {name: 1 / len(SLICES) for name in SLICES}
     weights = {name: 0.0 for name in SLICES}
-    for state, (slice_name,) in STATE_SLICES.items():
+    for state, slice_name in STATE_SLICE.items():
         weights[slice_name] = counts.get(state, 0) / total
     return weights

@@ -12,33 +12,50 @@ from nova_assets.lib.features import FAMILIES, split_feature
 from nova_assets.lib.nova_rules import marker_group, rules_group
 
 MARKER_GROUPS = (2, 3, 4)
+ADDITIVES_IN_INGREDIENTS = "additives-in-ingredients"
+"""E-numbers among the ingredient tags that are additive markers. OFF's rules read additives
+from `additives_tags` only; the model also reads them here, so a product whose additives are
+missing keeps their evidence (OFF writes `en:e322` among the ingredients too)."""
 
 
 class Markers:
     """Which columns of `features` are markers, of which family and group."""
 
     def __init__(self, features: Sequence[str]):
-        self.groups = np.array(
-            [marker_group(*split_feature(f)) or 0 for f in features], dtype=np.int8
+        split = [split_feature(f) for f in features]
+        self.groups = np.array([marker_group(*s) or 0 for s in split], dtype=np.int8)
+        families = np.array([family for family, _ in split], dtype=object)
+        in_ingredients = np.array(
+            [
+                marker_group("additives", tag) or 0 if family == "ingredients" else 0
+                for family, tag in split
+            ],
+            dtype=np.int8,
         )
-        families = np.array([split_feature(f)[0] for f in features], dtype=object)
-        self.indicator = np.zeros((len(features), len(FAMILIES) * len(MARKER_GROUPS)), np.float32)
+        self.indicator = np.zeros((len(features), len(self.columns())), np.float32)
         for col, (family, group) in enumerate(self.columns()):
-            self.indicator[:, col] = (families == family) & (self.groups == group)
+            if family == ADDITIVES_IN_INGREDIENTS:
+                self.indicator[:, col] = in_ingredients == group
+            else:
+                self.indicator[:, col] = (families == family) & (self.groups == group)
 
     @staticmethod
     def columns() -> list[tuple[str, int]]:
-        """(family, group) of each "has a marker" column, in order."""
-        return [(family, group) for family in FAMILIES for group in MARKER_GROUPS]
+        """(family, group) of each "has a marker" column, in order: OFF's, then the model's own."""
+        return [(family, group) for family in FAMILIES for group in MARKER_GROUPS] + [
+            (ADDITIVES_IN_INGREDIENTS, 3),
+            (ADDITIVES_IN_INGREDIENTS, 4),
+        ]
 
     def present(self, X: sparse.csr_matrix) -> np.ndarray:
-        """Per row and (family, group): whether the row has such a marker."""
+        """Per row and (family, group) of `columns()`: whether the row has such a marker."""
         return np.asarray(X @ self.indicator) > 0
 
     def highest(self, X: sparse.csr_matrix, present: np.ndarray | None = None) -> np.ndarray:
         """Per row, the group OFF's markers give (`rules_group`; 1 when there is none)."""
         present = self.present(X) if present is None else present
-        by_group = present.reshape(len(present), len(FAMILIES), len(MARKER_GROUPS)).any(axis=1)
+        offs = present[:, : len(FAMILIES) * len(MARKER_GROUPS)]
+        by_group = offs.reshape(len(offs), len(FAMILIES), len(MARKER_GROUPS)).any(axis=1)
         return rules_group(by_group[:, 0], by_group[:, 1], by_group[:, 2]).astype(np.int8)
 
     @staticmethod

@@ -10,7 +10,7 @@ from sklearn.pipeline import Pipeline
 
 from nova_assets.lib.evidence import STATES, evidence_labels, states
 from nova_assets.lib.features import ProductMatrix
-from nova_assets.lib.models import NovaClassifier, name_matrix, predict
+from nova_assets.lib.models import NovaClassifier, predict
 
 NAME_REASON = "product_name"
 """The reason given when the product's name, taken as a whole, pushed towards the answer."""
@@ -34,7 +34,7 @@ def _classifier_weights(expert) -> tuple[np.ndarray, np.ndarray]:
 
 def _block(classifier: NovaClassifier, name: str) -> slice | None:
     start = 0
-    for block, width in classifier._blocks():
+    for block, width in classifier.blocks():
         if block == name:
             return slice(start, start + width)
         start += width
@@ -59,7 +59,7 @@ def tag_weights(
     group-g marker of that family, and (with `highest`) "the markers give g" to every group-g
     marker, as if it were the product's highest.
     """
-    expert = classifier._expert(state)
+    expert = classifier.expert(state)
     if expert is None:
         return np.array(classifier.classes_), np.zeros((0, len(classifier.used_features_)))
     classes, W = _classifier_weights(expert)
@@ -86,11 +86,11 @@ def reasons(
     X = matrix.X[:, classifier.columns_].tocsr()
     all_rows, all_cols, all_values = [], [], []
     state_index = states(matrix)
-    names = name_matrix(matrix.names) if _block(classifier, "name") is not None else None
+    names = matrix.name_vectors() if _block(classifier, "name") is not None else None
     n_used = len(classifier.columns_)
     for index, state in enumerate(STATES):
         members = np.flatnonzero(state_index == index)
-        expert = classifier._expert(state)
+        expert = classifier.expert(state)
         if len(members) == 0 or expert is None:
             continue
         classes, W = _classifier_weights(expert)

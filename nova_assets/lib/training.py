@@ -4,6 +4,7 @@ deployment) weighted like the unlabelled products; the best refitted on all of t
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from nova_assets.lib.evaluate import slice_rows
 from nova_assets.lib.evidence import SLICES
 from nova_assets.lib.features import ProductMatrix
+from nova_assets.lib.markdown import table
 from nova_assets.lib.metrics import present_macro_f1
 from nova_assets.lib.models import (
     GROUP_1_PRECISION,
@@ -60,6 +62,8 @@ class Trained:
     reference_trial: Trial
     trials: list[Trial] = field(default_factory=list)
     refit_seconds: float = 0.0
+    fit_rows: int = 0
+    """How many rows the model was fitted on (the trials' own, or a refit's)."""
 
 
 def validation_scores(
@@ -104,33 +108,35 @@ def train(
     weights: Mapping[str, float],
     *,
     tuning_rows: int | None = None,
+    fit_rows: int | None = None,
+    validation_rows: int | None = None,
     calibration: Calibration = Calibration(),
     on_trial: Callable[[Trial], None] | None = None,
 ) -> Trained:
     """Fit every candidate (and the reference) setting on the rows outside `validation` (at
-    most `tuning_rows` of them, a fixed random subset), calibrate and score it on `validation`,
-    and keep the best candidate and the best reference, refitted on every non-validation row
-    when the trials saw fewer."""
+    most `tuning_rows` of them, a fixed random subset), calibrate and score it on `validation`
+    (at most `validation_rows` of them), and keep the best candidate and the best reference,
+    refitted on the non-validation rows (at most `fit_rows`, a larger random subset) when the
+    trials saw fewer."""
     fit_index = np.flatnonzero(~validation)
-    validation_rows = matrix.take(np.flatnonzero(validation))
-    if len(validation_rows) == 0 or len(np.unique(matrix.labels[fit_index])) < 2:
+    validation_index = np.flatnonzero(validation)
+    if len(validation_index) == 0 or len(np.unique(matrix.labels[fit_index])) < 2:
         raise ValueError(
-            f"cannot choose a model: {len(fit_index)} training and {len(validation_rows)} "
+            f"cannot choose a model: {len(fit_index)} training and {len(validation_index)} "
             "validation rows, and at least two groups are needed"
         )
-    capped = tuning_rows is not None and len(fit_index) > tuning_rows
-    tuning_index = (
-        np.sort(np.random.default_rng(0).choice(fit_index, tuning_rows, replace=False))
-        if capped
-        else fit_index
-    )
+    fit_index = _subset(fit_index, fit_rows)
+    tuning_index = _subset(fit_index, tuning_rows)
+    validation_index = _subset(validation_index, validation_rows)
+    capped = len(tuning_index) < len(fit_index)
     tuning = matrix.take(tuning_index)
+    held_out = matrix.take(validation_index)
     trials: list[Trial] = []
     best: dict[str, tuple[Trial, Pipeline]] = {}
     for kind in dict.fromkeys([*candidates, REFERENCE]):
         for params in parameter_grid(kind, grids):
-            pipeline, seconds = _fit(kind, params, tuning, validation_rows, calibration)
-            macro_f1, accuracy, per_slice = validation_scores(pipeline, validation_rows, weights)
+            pipeline, seconds = _fit(kind, params, tuning, held_out, calibration)
+            macro_f1, accuracy, per_slice = validation_scores(pipeline, held_out, weights)
             trial = Trial(
                 kind,
                 params,
@@ -139,7 +145,7 @@ def train(
                 per_slice,
                 seconds,
                 len(tuning),
-                len(validation_rows),
+                len(held_out),
             )
             trials.append(trial)
             if on_trial is not None:
@@ -150,16 +156,40 @@ def train(
     model, reference = best[chosen.kind][1], best[REFERENCE][1]
     refit_seconds = 0.0
     if capped:
+        del tuning
         everything = matrix.take(fit_index)
-        model, refit_seconds = _fit(
-            chosen.kind, chosen.params, everything, validation_rows, calibration
-        )
-        reference, _ = _fit(
-            REFERENCE, best[REFERENCE][0].params, everything, validation_rows, calibration
-        )
-    return Trained(model, reference, chosen, best[REFERENCE][0], trials, refit_seconds)
+        model, refit_seconds = _fit(chosen.kind, chosen.params, everything, held_out, calibration)
+        reference, _ = _fit(REFERENCE, best[REFERENCE][0].params, everything, held_out, calibration)
+    return Trained(
+        model, reference, chosen, best[REFERENCE][0], trials, refit_seconds, len(fit_index)
+    )
+
+
+def _subset(rows: np.ndarray, at_most: int | None) -> np.ndarray:
+    """At most `at_most` of `rows`: a fixed random subset, in order."""
+    if at_most is None or len(rows) <= at_most:
+        return rows
+    return np.sort(np.random.default_rng(0).choice(rows, at_most, replace=False))
 
 
 def _rank(trial: Trial) -> tuple[float, float]:
     """Higher mix macro-F1, then accuracy; the earlier (cheaper) trial wins ties."""
     return (trial.macro_f1, trial.accuracy)
+
+
+def trials_table(trained: Trained) -> str:
+    """Every trial as a Markdown table, the chosen one marked."""
+    slices = list(trained.chosen.slices)
+    rows = [
+        [
+            t.kind + (" **(chosen)**" if t is trained.chosen else ""),
+            json.dumps(t.params),
+            f"{t.macro_f1:.4f}",
+            f"{t.accuracy:.4f}",
+            *(f"{t.slices[s]:.3f}" for s in slices),
+            f"{t.fit_seconds:.1f}",
+        ]
+        for t in trained.trials
+    ]
+    header = ["candidate", "params", "mix macro-F1", "mix accuracy", *slices, "fit s"]
+    return "\n".join(table(header, rows)) + "\n"

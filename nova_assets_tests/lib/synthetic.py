@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from nova_assets.lib.models import ProductVectorizer
-from nova_assets.lib.nova_rules import marker_nova_group
+from nova_assets.lib.nova_rules import NOVA_MARKERS, marker_nova_group
 
 NAMES = {
     1: ["fresh apples", "pommes fraîches", "frische Karotten", "lentejas verdes", "dried beans"],
@@ -33,11 +33,15 @@ def products(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     rows, labels = [], []
     for target in rng.choice([1, 2, 3, 4], size=n, p=SHARES):
         ingredients = list(rng.choice(PLAIN, size=2, replace=False))
+        additives = []
         if target == 2:
             ingredients = ["en:salt"]
+        elif target == 4 and rng.random() < 0.3:
+            # Its only marker an additive, which OFF also writes among the ingredients.
+            ingredients.append("en:e322")
+            additives = ["en:e322"]
         elif target in MARKERS:
             ingredients.append(str(rng.choice(MARKERS[target])))
-        additives = ["en:e322"] if target == 4 and rng.random() < 0.3 else []
         categories = list(CATEGORIES[target])
         name = f"{rng.choice(NAMES[target])} {rng.integers(100)}"
         labels.append(marker_nova_group(ingredients, additives, categories))
@@ -53,8 +57,9 @@ def products(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def vocabulary(frame: pd.DataFrame) -> list[str]:
-    """Every tag of the frame, as `family:tag` features."""
-    features = set()
+    """Every tag of the frame, as `family:tag` features, and every OFF marker (as
+    `build_vocabulary` holds them)."""
+    features = set(NOVA_MARKERS)
     for family in ("ingredients", "additives", "categories"):
         for tags in frame[f"{family}_tags"]:
             features.update(f"{family}:{t}" for t in tags)

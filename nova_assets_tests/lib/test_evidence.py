@@ -10,7 +10,7 @@ import pytest
 from nova_assets.lib.dump import fetch_dump
 from nova_assets.lib.evidence import (
     SLICES,
-    STATE_SLICES,
+    STATE_SLICE,
     STATES,
     evidence_labels,
     family_of_columns,
@@ -77,7 +77,7 @@ def test_states_follow_the_evidence(products):
     }
     for name, state in expected.items():
         assert (states(hide(products, name)) == STATES.index(state)).all(), name
-    for state, (slice_name,) in STATE_SLICES.items():
+    for state, slice_name in STATE_SLICE.items():
         assert (states(hide(products, slice_name)) == STATES.index(state)).all()
 
 

@@ -10,7 +10,7 @@ from scipy import sparse
 
 from nova_assets.lib.dump import fetch_dump
 from nova_assets.lib.features import build_vocabulary, product_matrix
-from nova_assets.lib.markers import Markers, rules_prediction
+from nova_assets.lib.markers import ADDITIVES_IN_INGREDIENTS, Markers, rules_prediction
 from nova_assets.lib.nova_rules import marker_nova_group
 from nova_assets.lib.paths import SAMPLE_DUMP
 from nova_assets.lib.products import ingest_products
@@ -54,3 +54,16 @@ def test_group_3_never_overrides_group_2():
     X = sparse.csr_matrix(np.array([[1, 1, 0], [0, 1, 0], [1, 1, 1], [0, 0, 0]], np.float32))
     assert Markers(features).highest(X).tolist() == [2, 3, 4, 1]
     assert marker_nova_group(["en:salt"], [], ["en:sugars"]) == 2
+
+
+def test_additives_among_the_ingredients_are_the_models_markers_not_offs():
+    features = ["additives:en:e322", "ingredients:en:e322", "ingredients:en:e250"]
+    X = sparse.csr_matrix(np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], np.float32))
+    markers = Markers(features)
+    present = markers.present(X)
+    columns = Markers.columns()
+    in_ingredients = [columns.index((ADDITIVES_IN_INGREDIENTS, g)) for g in (3, 4)]
+    assert present[:, in_ingredients].tolist() == [[False, True], [False, False], [True, False]]
+    assert present[1, columns.index(("additives", 4))]
+    # OFF's rules, and so `highest`, read the additive in `additives_tags` only.
+    assert markers.highest(X).tolist() == [1, 4, 1]

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nova_assets.lib.evidence import STATE_SLICES, STATES, has_evidence, hide, states
+from nova_assets.lib.evidence import STATE_SLICE, STATES, has_evidence, hide, states
+from nova_assets.lib.markers import rules_prediction
+from nova_assets.lib.reasons import explain
 from nova_assets.lib.models import (
     MODEL_KINDS,
     TRUSTED_TYPES,
@@ -77,6 +79,34 @@ def test_missing_ingredients_do_not_read_as_unprocessed(data, evidence_model):
     assert (predict(evidence_model, hidden).groups[ultra] == 4).mean() > 0.9
 
 
+def test_an_e_number_among_the_ingredients_stands_for_a_hidden_additive(data, evidence_model):
+    """OFF's rules read additives from `additives_tags` only; with those missing, the model
+    still sees the additive among the ingredient tags."""
+    _, _, (_, test) = data
+    additive_only = test.take(np.flatnonzero(test.evidence[:, 1] & (test.labels == 4)))
+    hidden = hide(additive_only, "no_additives")
+    assert len(hidden) > 50
+    assert (rules_prediction(hidden.features, hidden.X) == 1).all()
+    assert (predict(evidence_model, hidden).groups == 4).mean() > 0.95
+    # Products without additives are no less sure of themselves for it.
+    plain = test.take(np.flatnonzero(test.labels == 1))
+    assert (predict(evidence_model, hide(plain, "no_additives")).groups == 1).mean() > 0.95
+
+
+def test_a_group_4_marker_is_final(data, evidence_model):
+    """OFF lets nothing override a group-4 marker: neither may the name or the categories."""
+    _, _, (frame, _) = data
+    apples = frame.head(1).assign(
+        ingredients_tags=[["en:apple", "en:fruit"]],
+        additives_tags=[["en:e950"]],
+        categories_tags=[["en:plant-based-foods"]],
+        product_name=["pommes fraîches"],
+    )
+    for hidden in ({}, {"ingredients_tags": [[]], "partial_ingredients": [True]}):
+        answer = explain(evidence_model, apples.assign(**hidden))[0]
+        assert answer["nova_group"] == 4 and answer["probability"] > 0.95, hidden
+
+
 def test_partly_unknown_ingredients_go_to_their_own_expert(data, evidence_model):
     _, _, (frame, _) = data
     flagged = frame.head(5).assign(partial_ingredients=True)
@@ -96,7 +126,7 @@ def test_calibrated_probabilities_and_thresholds_hold_where_they_were_fitted(dat
     assert thresholds.shape == (len(STATES), 4)
     assert ((thresholds >= 0) & ((thresholds <= 1) | np.isinf(thresholds))).all()
     for index, state in enumerate(STATES):
-        (slice_name,) = STATE_SLICES[state]
+        slice_name = STATE_SLICE[state]
         rows = hide(validation, slice_name)
         rows = rows.take(np.flatnonzero((states(rows) == index) & has_evidence(rows)))
         answer = predict(evidence_model, rows)

@@ -257,7 +257,7 @@ def test_blank_reason_is_offs_own_error_on_real_products(con, tmp_path, sample_l
             [list(errors)],
         ).fetchall()
     )
-    assert len(ours) >= 20  # blank products present in both files
+    assert len(ours) == 25  # blank products present in both files
     assert {code: errors[code] for code in ours} == ours
     assert set(ours.values()) == {
         "missing_ingredients",

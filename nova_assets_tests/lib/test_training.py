@@ -46,7 +46,7 @@ def test_every_setting_is_a_trial_and_the_mix_picks_the_best(matrix):
     mix, _, per_slice = validation_scores(trained.model, matrix.take(validation), NO_INGREDIENTS)
     assert mix == pytest.approx(trained.chosen.macro_f1)
     assert per_slice == pytest.approx(trained.chosen.slices)
-    assert trained.refit_seconds == 0.0
+    assert trained.refit_seconds == 0.0 and trained.fit_rows == (~validation).sum()
 
 
 def test_the_weights_decide(matrix):
@@ -65,7 +65,7 @@ def test_the_weights_decide(matrix):
     assert trained.chosen is marker
 
 
-def test_trials_fit_on_at_most_tuning_rows_and_the_winner_on_all(matrix):
+def test_trials_fit_on_at_most_tuning_rows_and_the_winner_on_more(matrix):
     validation = validation_mask(matrix.codes, 20)
     trained = train(
         ["evidence_logistic_regression"],
@@ -74,10 +74,14 @@ def test_trials_fit_on_at_most_tuning_rows_and_the_winner_on_all(matrix):
         validation,
         NO_INGREDIENTS,
         tuning_rows=300,
+        fit_rows=1000,
+        validation_rows=200,
         calibration=Calibration(target=0.9),
     )
     assert {t.train_rows for t in trained.trials} == {300}
+    assert {t.validation_rows for t in trained.trials} == {200}
     assert trained.refit_seconds > 0
+    assert trained.fit_rows == 1000
     classifier = trained.model.named_steps["classifier"]
     assert classifier.precision_target_ == 0.9
     assert sum(len(e.classes_) for e in classifier.experts_.values()) > 0

@@ -1,19 +1,17 @@
 """`nova_model`: the tracked, registered classifier."""
 
-import json
-
 import dagster as dg
+import mlflow
 
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.ml.features import feature_matrix, features_dir, read_manifest
 from nova_assets.defs.resources import tracked_run
 from nova_assets.lib.features import ProductMatrix
-from nova_assets.lib.markdown import table
 from nova_assets.lib.models import GROUP_1_PRECISION, MODEL_KINDS, PRECISION_TARGET
 from nova_assets.lib.registry import CHALLENGER, MODEL_NAME
 from nova_assets.lib.split import validation_mask
 from nova_assets.lib.tracking import log_trial, register
-from nova_assets.lib.training import Calibration, Trained, train
+from nova_assets.lib.training import Calibration, train, trials_table
 
 DEFAULT_CANDIDATES = [
     "reference_bernoulli_nb",
@@ -34,8 +32,14 @@ class ModelConfig(dg.Config):
     validation_percent: int = 20
     """Share of the training rows (by a stable hash of the code) held out to choose, calibrate
     and set the thresholds of the model."""
-    tuning_rows: int = 150_000
-    """At most this many rows fit each trial; the chosen setting is refitted on all of them."""
+    tuning_rows: int = 60_000
+    """At most this many rows fit each trial (a fixed random subset of the training rows)."""
+    fit_rows: int = 150_000
+    """At most this many rows fit the chosen setting afterwards: past a hundred thousand or so,
+    more rows change the answers little and cost minutes."""
+    validation_rows: int = 60_000
+    """At most this many validation rows (a fixed random subset) calibrate and score each trial
+    and calibrate the chosen model: a thousand of the rarest group, at OFF's shares."""
     max_iter: int = 2000
     """Iterations allowed to the logistic regressions' solver."""
     precision_target: float = PRECISION_TARGET
@@ -77,6 +81,8 @@ def nova_model(context: dg.AssetExecutionContext, config: ModelConfig) -> dg.Mat
             validation_mask(matrix.codes, config.validation_percent),
             manifest["slice_weights"],
             tuning_rows=config.tuning_rows,
+            fit_rows=config.fit_rows,
+            validation_rows=config.validation_rows,
             calibration=Calibration(config.precision_target, config.group_1_precision),
             on_trial=log_trial,
         )
@@ -94,7 +100,8 @@ def nova_model(context: dg.AssetExecutionContext, config: ModelConfig) -> dg.Mat
             "validation_macro_f1": chosen.macro_f1,
             "validation_accuracy": chosen.accuracy,
             "refit_seconds": round(trained.refit_seconds, 2),
-            "trials": dg.MetadataValue.md(trials_markdown(trained)),
+            "fit_rows": trained.fit_rows,
+            "trials": dg.MetadataValue.md(trials_table(trained)),
             "mlflow_run_id": run.info.run_id,
             "model_uri": f"models:/{MODEL_NAME}/{registered.version}",
             "reference_model_uri": registered.reference_uri,
@@ -105,14 +112,14 @@ def nova_model(context: dg.AssetExecutionContext, config: ModelConfig) -> dg.Mat
 
 
 def mlflow_params(config: ModelConfig, grids: dict, manifest: dict, rows: int) -> None:
-    import mlflow
-
     mlflow.log_params(
         {
             "candidates": ",".join(config.candidates),
             **{f"grid_{k}": ",".join(map(str, v)) for k, v in grids.items()},
             "validation_percent": config.validation_percent,
             "tuning_rows": config.tuning_rows,
+            "fit_rows": config.fit_rows,
+            "validation_rows": config.validation_rows,
             "precision_target": config.precision_target,
             "group_1_precision": config.group_1_precision,
             "min_count": manifest["min_count"],
@@ -122,20 +129,3 @@ def mlflow_params(config: ModelConfig, grids: dict, manifest: dict, rows: int) -
             **{f"weight_{k}": round(v, 4) for k, v in manifest["slice_weights"].items()},
         }
     )
-
-
-def trials_markdown(trained: Trained) -> str:
-    slices = list(trained.chosen.slices)
-    rows = [
-        [
-            t.kind + (" **(chosen)**" if t is trained.chosen else ""),
-            json.dumps(t.params),
-            f"{t.macro_f1:.4f}",
-            f"{t.accuracy:.4f}",
-            *(f"{t.slices[s]:.3f}" for s in slices),
-            f"{t.fit_seconds:.1f}",
-        ]
-        for t in trained.trials
-    ]
-    header = ["candidate", "params", "mix macro-F1", "mix accuracy", *slices, "fit s"]
-    return "\n".join(table(header, rows)) + "\n"

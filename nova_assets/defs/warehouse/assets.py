@@ -5,6 +5,7 @@ import dagster as dg
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.ingest.assets import latest_dump, off_dump
 from nova_assets.defs.resources import Warehouse
+from nova_assets.lib import markdown
 from nova_assets.lib.products import ingest_products
 from nova_assets.lib.split import TEST_PERCENT, extend_test_split
 
@@ -17,11 +18,9 @@ class ProductsConfig(dg.Config):
 def _markdown_table(columns: list[str], rows: list[tuple]) -> str:
     def cell(value) -> str:
         text = "" if value is None else str(value)
-        return (text[:60] + "…" if len(text) > 60 else text).replace("|", "\\|").replace("\n", " ")
+        return markdown.escape(text[:60] + "…" if len(text) > 60 else text)
 
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join(markdown.table(columns, [[cell(v) for v in row] for row in rows]))
 
 
 @dg.asset(
