@@ -170,7 +170,7 @@ def _build_pools(header: str, rows: list[list[str]]) -> _Pools:
                 if _ADDITIVE_CODE.match(t)
                 and (marker_group("additives", t) is None or t in additives)
             ]
-            base = [t for t in ingredients if t not in markers and t not in codes]
+            base = [t for t in ingredients if t not in markers and not _ADDITIVE_CODE.match(t)]
             if base:
                 pools.bases.append(base)
             groups = [marker_group("ingredients", t) or 1 for t in markers]

@@ -1,5 +1,6 @@
 """Raw product input from users (MLflow serving, `python -m nova_assets.predict`, the Python
-API), checked so a bad request gets a message saying what is wrong instead of a stack trace.
+API), checked so a bad request gets a message saying what is wrong instead of a stack trace,
+and turned into the ProductMatrix the models read (the first step of every Pipeline).
 
 The error is an `MlflowException` with INVALID_PARAMETER_VALUE, which MLflow's scoring server
 answers with HTTP 400 and the message.
@@ -14,8 +15,9 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from sklearn.base import BaseEstimator, TransformerMixin
 
-from nova_assets.lib.features import FAMILIES
+from nova_assets.lib.features import EVIDENCE, FAMILIES, ProductMatrix, csr_from_pairs
 
 INPUT_COLUMNS = tuple(f"{family}_tags" for family in FAMILIES)
 NAME_COLUMN = "product_name"
@@ -141,3 +143,75 @@ def read_products(X: object) -> RawProducts:
 def _rows(rows: Sequence[int], limit: int = 10) -> str:
     shown = ", ".join(str(r) for r in rows[:limit])
     return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+class ProductVectorizer(TransformerMixin, BaseEstimator):
+    """Raw products (tag list columns, optional `product_name` and `partial_ingredients`) to the
+    ProductMatrix of a fixed vocabulary."""
+
+    def __init__(self, features: Sequence[str] = ()):
+        self.features = features
+
+    def fit(self, X=None, y=None):
+        self.index_ = {f: i for i, f in enumerate(self.features)}
+        return self
+
+    def transform(self, X: pd.DataFrame) -> ProductMatrix:
+        """Raises BadModelInput (HTTP 400 when served) on input that is not products."""
+        raw = read_products(X)
+        index = getattr(self, "index_", None) or self.fit().index_
+        rows, cols = [], []
+        for family, column in zip(FAMILIES, INPUT_COLUMNS, strict=True):
+            for row, tags in enumerate(raw.tags[column]):
+                for tag in tags:
+                    col = index.get(f"{family}:{tag}")
+                    if col is not None:
+                        rows.append(row)
+                        cols.append(col)
+        n = len(raw)
+        evidence = np.column_stack(
+            [[bool(t) for t in raw.tags[c]] for c in INPUT_COLUMNS] + [[bool(s) for s in raw.names]]
+        ).reshape(n, len(EVIDENCE))
+        return ProductMatrix(
+            X=csr_from_pairs(np.array(rows), np.array(cols), n, len(self.features)),
+            codes=np.arange(n).astype(str),
+            labels=np.zeros(n, dtype=np.int8),
+            features=list(self.features),
+            names=np.array(raw.names, dtype=object),
+            evidence=evidence,
+            partial=np.array(raw.partial, dtype=bool),
+        )
+
+
+def example_input() -> pd.DataFrame:
+    """Two real-looking products as raw tags (parents included, as OFF writes them) and names.
+
+    Used as MLflow's input example; every cell is non-empty so each column's type is clear.
+    """
+    return pd.DataFrame(
+        {
+            "ingredients_tags": [
+                [
+                    "en:sugar",
+                    "en:added-sugar",
+                    "en:palm-oil",
+                    "en:vegetable-oil-and-fat",
+                    "en:hazelnut",
+                    "en:cocoa",
+                    "en:emulsifier",
+                    "en:lecithins",
+                    "en:soya-lecithin",
+                    "en:e322",
+                    "en:flavouring",
+                ],
+                ["en:water", "en:mineral-water"],
+            ],
+            "additives_tags": [["en:e322", "en:e322i"], ["en:e290"]],
+            "categories_tags": [
+                ["en:breakfasts", "en:spreads", "en:sweet-spreads", "en:hazelnut-spreads"],
+                ["en:beverages", "en:waters", "en:mineral-waters"],
+            ],
+            "product_name": ["Hazelnut spread with cocoa", "Eau minérale naturelle"],
+            "partial_ingredients": [False, False],
+        }
+    )

@@ -15,21 +15,17 @@ answers reach the precision target.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
-from sklearn.linear_model import LogisticRegression
-from sklearn.naive_bayes import BernoulliNB
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import Pipeline
-from sklearn.tree import DecisionTreeClassifier
 
 from nova_assets.lib import calibration
+from nova_assets.lib.candidates import candidate
 from nova_assets.lib.evidence import (
     STATE_SLICE,
     STATES,
@@ -39,14 +35,12 @@ from nova_assets.lib.evidence import (
 )
 from nova_assets.lib.features import (
     EVIDENCE,
-    FAMILIES,
-    NAME_FEATURES,
     ProductMatrix,
-    csr_from_pairs,
     split_feature,
 )
 from nova_assets.lib.markers import ADDITIVES_IN_INGREDIENTS, Markers
-from nova_assets.lib.model_input import INPUT_COLUMNS, read_products
+from nova_assets.lib.model_input import ProductVectorizer
+from nova_assets.lib.names import NAME_FEATURES
 
 GROUPS = calibration.GROUPS
 PRECISION_TARGET = 0.95
@@ -62,130 +56,11 @@ ALL = "all"
 
 # Types in our Pipelines that skops (MLflow's default serialisation) does not trust by itself.
 TRUSTED_TYPES = [
-    "nova_assets.lib.models.ProductVectorizer",
+    "nova_assets.lib.model_input.ProductVectorizer",
     "nova_assets.lib.models.NovaClassifier",
     "nova_assets.lib.markers.Markers",
     "sklearn.tree._tree.Tree",
 ]
-
-
-class ProductVectorizer(TransformerMixin, BaseEstimator):
-    """Raw products (tag list columns, optional `product_name` and `partial_ingredients`) to the
-    ProductMatrix of a fixed vocabulary."""
-
-    def __init__(self, features: Sequence[str] = ()):
-        self.features = features
-
-    def fit(self, X=None, y=None):
-        self.index_ = {f: i for i, f in enumerate(self.features)}
-        return self
-
-    def transform(self, X: pd.DataFrame) -> ProductMatrix:
-        """Raises BadModelInput (HTTP 400 when served) on input that is not products."""
-        raw = read_products(X)
-        index = getattr(self, "index_", None) or self.fit().index_
-        rows, cols = [], []
-        for family, column in zip(FAMILIES, INPUT_COLUMNS, strict=True):
-            for row, tags in enumerate(raw.tags[column]):
-                for tag in tags:
-                    col = index.get(f"{family}:{tag}")
-                    if col is not None:
-                        rows.append(row)
-                        cols.append(col)
-        n = len(raw)
-        evidence = np.column_stack(
-            [[bool(t) for t in raw.tags[c]] for c in INPUT_COLUMNS] + [[bool(s) for s in raw.names]]
-        ).reshape(n, len(EVIDENCE))
-        return ProductMatrix(
-            X=csr_from_pairs(np.array(rows), np.array(cols), n, len(self.features)),
-            codes=np.arange(n).astype(str),
-            labels=np.zeros(n, dtype=np.int8),
-            features=list(self.features),
-            names=np.array(raw.names, dtype=object),
-            evidence=evidence,
-            partial=np.array(raw.partial, dtype=bool),
-        )
-
-
-@dataclass(frozen=True)
-class CandidateSpec:
-    """A model kind: what it reads, whether it masks evidence, how its classifier is built."""
-
-    families: tuple[str, ...]
-    markers: bool
-    names: bool
-    masking: bool
-    build: Callable[..., BaseEstimator]
-    doc: str
-
-
-def _balanced_logistic_regression(
-    C: float = 1.0, max_iter: int = 2000, tol: float = 1e-3
-) -> LogisticRegression:
-    """Multinomial logistic regression with groups weighed by their rarity (1 and 2 are rare);
-    calibration takes the weighting back out of the probabilities. The tolerance stops the
-    solver once the fit no longer changes the answers (a tenth of its default's iterations on
-    hundreds of thousands of products)."""
-    return LogisticRegression(C=C, class_weight="balanced", max_iter=max_iter, tol=tol)
-
-
-CANDIDATES: dict[str, CandidateSpec] = {
-    "reference_bernoulli_nb": CandidateSpec(
-        ("ingredients",),
-        False,
-        False,
-        False,
-        lambda alpha=1.0: BernoulliNB(alpha=alpha),
-        "the classic reference: ingredients only, Bernoulli naive Bayes",
-    ),
-    "logistic_regression": CandidateSpec(
-        FAMILIES,
-        False,
-        False,
-        False,
-        _balanced_logistic_regression,
-        "all three tag families, groups weighed by their rarity",
-    ),
-    "marker_logistic_regression": CandidateSpec(
-        FAMILIES,
-        True,
-        False,
-        False,
-        _balanced_logistic_regression,
-        "all three tag families plus OFF's NOVA markers, trained on complete products",
-    ),
-    "marker_decision_tree": CandidateSpec(
-        FAMILIES,
-        True,
-        False,
-        False,
-        lambda max_depth=None, min_samples_leaf=1: DecisionTreeClassifier(
-            max_depth=max_depth,
-            min_samples_leaf=min_samples_leaf,
-            class_weight="balanced",
-            random_state=0,
-        ),
-        "a class-weighted decision tree over tags and markers, trained on complete products",
-    ),
-    "evidence_logistic_regression": CandidateSpec(
-        FAMILIES,
-        True,
-        True,
-        True,
-        _balanced_logistic_regression,
-        "one logistic regression per evidence state, each trained on every product with its "
-        "evidence hidden that way; tags, markers, which evidence is present, and the name as "
-        "character n-grams",
-    ),
-}
-MODEL_KINDS = tuple(CANDIDATES)
-
-
-def candidate(kind: str) -> CandidateSpec:
-    spec = CANDIDATES.get(kind)
-    if spec is None:
-        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
-    return spec
 
 
 class NovaClassifier(ClassifierMixin, BaseEstimator):
@@ -452,47 +327,4 @@ def fit_pipeline(kind: str, matrix: ProductMatrix, y: np.ndarray, **params) -> P
     classifier = NovaClassifier(kind, params).fit(matrix, y)
     return Pipeline(
         [("products", ProductVectorizer(matrix.features).fit()), ("classifier", classifier)]
-    )
-
-
-def parameter_grid(kind: str, grids: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """Every combination of the hyperparameters `kind`'s classifier accepts, from `grids`."""
-    from itertools import product
-
-    accepted = inspect.signature(candidate(kind).build).parameters
-    names = [name for name in grids if name in accepted and grids[name]]
-    return [dict(zip(names, values, strict=True)) for values in product(*(grids[n] for n in names))]
-
-
-def example_input() -> pd.DataFrame:
-    """Two real-looking products as raw tags (parents included, as OFF writes them) and names.
-
-    Used as MLflow's input example; every cell is non-empty so each column's type is clear.
-    """
-    return pd.DataFrame(
-        {
-            "ingredients_tags": [
-                [
-                    "en:sugar",
-                    "en:added-sugar",
-                    "en:palm-oil",
-                    "en:vegetable-oil-and-fat",
-                    "en:hazelnut",
-                    "en:cocoa",
-                    "en:emulsifier",
-                    "en:lecithins",
-                    "en:soya-lecithin",
-                    "en:e322",
-                    "en:flavouring",
-                ],
-                ["en:water", "en:mineral-water"],
-            ],
-            "additives_tags": [["en:e322", "en:e322i"], ["en:e290"]],
-            "categories_tags": [
-                ["en:breakfasts", "en:spreads", "en:sweet-spreads", "en:hazelnut-spreads"],
-                ["en:beverages", "en:waters", "en:mineral-waters"],
-            ],
-            "product_name": ["Hazelnut spread with cocoa", "Eau minérale naturelle"],
-            "partial_ingredients": [False, False],
-        }
     )

@@ -17,8 +17,8 @@ from mlflow.types import DataType
 from mlflow.types.schema import Array, ColSpec, Schema
 
 from nova_assets.lib.evidence import SLICES
-from nova_assets.lib.model_input import INPUT_COLUMNS, NAME_COLUMN, PARTIAL_COLUMN
-from nova_assets.lib.models import TRUSTED_TYPES, example_input, predict
+from nova_assets.lib.model_input import INPUT_COLUMNS, NAME_COLUMN, PARTIAL_COLUMN, example_input
+from nova_assets.lib.models import TRUSTED_TYPES, predict
 from nova_assets.lib.paths import REPO_ROOT
 from nova_assets.lib.registry import CHALLENGER, CURRENT_INPUT, MODEL_INPUT, MODEL_NAME
 from nova_assets.lib.training import Trained, Trial

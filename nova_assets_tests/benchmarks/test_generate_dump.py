@@ -10,7 +10,7 @@ from types import ModuleType
 import duckdb
 import pytest
 
-from nova_assets.lib.nova_rules import compute_nova_group
+from nova_assets.lib.nova_rules import compute_nova_group, marker_group
 from nova_assets_tests.benchmarks.scripts import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +83,12 @@ def test_rows_labels_and_quirks(dump: tuple[Path, dict]) -> None:
             _tags(row[col["categories_tags"]]),
             bool(text),
         )
+        # An e-number among the ingredients that is an additive marker is in the additives too,
+        # as OFF extracts them (OFF's taxonomy may mark it where our rules would not).
+        additives = _tags(row[col["additives_tags"]])
+        for tag in ingredients:
+            if marker_group("additives", tag):
+                assert tag in additives, (tag, additives)
         written = row[col["nova_group"]]
         if written is None and expected in (1, 2, 3):
             # Too many unknown ingredients: OFF gives no group below 4. Such rows carry

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nova_assets.lib.models import TRUSTED_TYPES, ProductVectorizer, example_input, fit_pipeline
+from nova_assets.lib.model_input import ProductVectorizer, example_input
+from nova_assets.lib.models import TRUSTED_TYPES, fit_pipeline
 from nova_assets.lib.registry import CHAMPION, MODEL_NAME, client_for
 from nova_assets.lib.tracking import SIGNATURE
 from nova_assets_tests.e2e.dagster_dev import free_port

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nova_assets.lib.models import ProductVectorizer
+from nova_assets.lib.model_input import ProductVectorizer
 from nova_assets.lib.nova_rules import NOVA_MARKERS, marker_nova_group
 
 NAMES = {

@@ -3,7 +3,8 @@ import pandas as pd
 
 from nova_assets.lib import breakdowns
 from nova_assets.lib.features import ProductMatrix, split_feature
-from nova_assets.lib.models import NovaClassifier, ProductVectorizer, fit_pipeline
+from nova_assets.lib.model_input import ProductVectorizer
+from nova_assets.lib.models import NovaClassifier, fit_pipeline
 from nova_assets.lib.reasons import tag_weights
 from nova_assets.lib.report import _top_features
 

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from nova_assets.lib import drift as dr
-from nova_assets.lib.models import ProductVectorizer, fit_pipeline
+from nova_assets.lib.model_input import ProductVectorizer
+from nova_assets.lib.models import fit_pipeline
 from nova_assets.lib.products import PRODUCTS_DDL
 from nova_assets.lib.warehouse import connect
 

@@ -6,17 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nova_assets.lib import features
 from nova_assets.lib.features import (
     EVIDENCE,
-    NAME_FEATURES,
     ProductMatrix,
     build_vocabulary,
     labelled_rows_sql,
-    name_vectors,
     product_matrix,
 )
-from nova_assets.lib.models import ProductVectorizer
+from nova_assets.lib.model_input import ProductVectorizer
 from nova_assets.lib.nova_rules import NOVA_MARKERS
 
 
@@ -114,19 +111,6 @@ def test_tags_outside_the_vocabulary_are_dropped_but_count_as_evidence(con):
     assert only_unknown.evidence[0, 0]  # en:only-in-test and en:sugar are still ingredients
 
 
-def test_names_become_hashed_character_runs_of_unit_length():
-    X = name_vectors(["Ab cd", "AB   CD", "", "   ", "x", "Schokolade", "水"])
-    # " ab cd ": 2-runs " a" "ab" "b " " c" "cd" "d ", 3-runs " ab" "ab " " cd" "cd ", 4-runs
-    # " ab " " cd " (runs across words, such as "b c", are not taken).
-    assert X.getnnz(axis=1).tolist()[:5] == [12, 12, 0, 0, 3]
-    assert (X[0] != X[1]).nnz == 0  # case and spacing do not matter
-    norms = np.asarray(X.multiply(X).sum(axis=1)).ravel()
-    assert np.allclose(norms[[0, 1, 4, 5, 6]], 1) and norms[2] == norms[3] == 0
-    assert X.shape[1] == NAME_FEATURES
-    again = name_vectors(["Schokolade"])
-    assert (again != X[5]).nnz == 0  # the same columns in any batch, on any machine
-
-
 def test_hashed_names_are_kept_through_hiding_and_taking():
     frame = pd.DataFrame(
         {
@@ -141,11 +125,3 @@ def test_hashed_names_are_kept_through_hiding_and_taking():
     assert matrix.name_vectors() is first
     second = matrix.take(np.array([1]))
     assert second.hashed_names is not None and (second.name_vectors() != first[1]).nnz == 0
-
-
-def test_many_names_are_hashed_in_chunks_alike(monkeypatch):
-    names = np.array([f"Produit {i} au chocolat" for i in range(50)] + [""], dtype=object)
-    whole = name_vectors(names)
-    monkeypatch.setattr(features, "NAME_CHUNK", 7)
-    chunked = features.name_vectors(names)
-    assert chunked.shape == whole.shape and (chunked != whole).nnz == 0

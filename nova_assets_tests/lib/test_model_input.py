@@ -4,8 +4,7 @@ import pandas as pd
 import pytest
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, ErrorCode
 
-from nova_assets.lib.model_input import BadModelInput, as_tags, read_products
-from nova_assets.lib.models import ProductVectorizer
+from nova_assets.lib.model_input import BadModelInput, ProductVectorizer, as_tags, read_products
 
 GOOD = {
     "ingredients_tags": [["en:sugar"], "en:water, en:salt", None],

@@ -7,18 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nova_assets.lib.candidates import MODEL_KINDS, parameter_grid
 from nova_assets.lib.evidence import STATE_SLICE, STATES, has_evidence, hide, states
 from nova_assets.lib.markers import rules_prediction
+from nova_assets.lib.model_input import ProductVectorizer, example_input
+from nova_assets.lib.models import TRUSTED_TYPES, fit_pipeline, predict
 from nova_assets.lib.reasons import explain
-from nova_assets.lib.models import (
-    MODEL_KINDS,
-    TRUSTED_TYPES,
-    ProductVectorizer,
-    example_input,
-    fit_pipeline,
-    parameter_grid,
-    predict,
-)
 from nova_assets_tests.lib import synthetic
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from nova_assets.lib.evidence import STATES, hide, states
 from nova_assets.lib.features import split_feature
-from nova_assets.lib.models import ProductVectorizer, fit_pipeline, predict
+from nova_assets.lib.model_input import ProductVectorizer
+from nova_assets.lib.models import fit_pipeline, predict
 from nova_assets.lib.nova_rules import marker_group
 from nova_assets.lib.reasons import NAME_REASON, explain, reason_names, reasons, tag_weights
 from nova_assets_tests.lib import synthetic

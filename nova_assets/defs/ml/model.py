@@ -6,8 +6,9 @@ import mlflow
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.ml.features import feature_matrix, features_dir, read_manifest
 from nova_assets.defs.resources import tracked_run
+from nova_assets.lib.candidates import MODEL_KINDS
 from nova_assets.lib.features import ProductMatrix
-from nova_assets.lib.models import GROUP_1_PRECISION, MODEL_KINDS, PRECISION_TARGET
+from nova_assets.lib.models import GROUP_1_PRECISION, PRECISION_TARGET
 from nova_assets.lib.registry import CHALLENGER, MODEL_NAME
 from nova_assets.lib.split import validation_mask
 from nova_assets.lib.tracking import log_trial, register
