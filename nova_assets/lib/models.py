@@ -8,9 +8,9 @@ vectorizer only runs for callers that hand in raw products (MLflow serving, `pre
 A NovaClassifier keeps one expert per evidence state (`evidence.STATES`) when its kind masks
 evidence, each trained on every training product with its evidence hidden that way, and reads
 tags, OFF's markers, which evidence is present and the product name as character n-grams
-(names come in every language). `calibrate` then fits, per state, a calibrator and per-group
-thresholds on validation rows, so `predict_proba` is calibrated and `confident` says which
-answers reach the precision target.
+(names come in every language). `calibrate` then fits, per state, a calibrator, a floor for
+group 1 and per-group thresholds on validation rows, so `predict_proba` is calibrated and
+`predict(pipeline, …).confident` says which answers reach the precision target.
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ MARKER_SCALE = 4.0
 """The marker columns (OFF's decision, where evidence is complete) enter the design matrix at
 this value instead of 1, which lowers their effective L2 penalty sixteenfold: the experts then
 follow OFF's rules wherever the markers are there to see, instead of letting thousands of tag
-and name weights talk them out of it (on a generated 1 M-row dump, the complete products'
-expert answered 1 for products whose only marker was an additive at scale 1, none at 4)."""
+and name weights talk them out of it (on a generated 1 M-row dump, going from 1 to 4 raised
+the test macro-F1 of every slice: 0.9999 to 1.0000 as is, 0.978 to 0.992 without
+ingredients, 0.960 to 0.971 on names only)."""
 ALL = "all"
 """The expert key of a kind that does not mask evidence: one expert serves every state."""
 
@@ -96,10 +97,14 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
             blocks.append(("name", NAME_FEATURES))
         return blocks
 
+    def _tags(self, matrix: ProductMatrix) -> sparse.csr_matrix:
+        """The tag columns of the families this kind reads."""
+        return matrix.X if len(self.columns_) == matrix.X.shape[1] else matrix.X[:, self.columns_]
+
     def _design(self, matrix: ProductMatrix) -> sparse.csr_matrix:
         """The columns the expert reads, for products already masked as wanted."""
         spec = candidate(self.kind)
-        tags = matrix.X if len(self.columns_) == matrix.X.shape[1] else matrix.X[:, self.columns_]
+        tags = self._tags(matrix)
         parts = [tags]
         if self.markers_ is not None:
             present = self.markers_.present(tags)
@@ -173,7 +178,7 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
 
     def _additives_shown_in_ingredients(self, matrix: ProductMatrix) -> np.ndarray:
         """Products with additives each of whose marker groups the ingredients show too."""
-        present = self.markers_.present(matrix.X[:, self.columns_])
+        present = self.markers_.present(self._tags(matrix))
         columns = Markers.columns()
         additives = [columns.index(("additives", g)) for g in (3, 4)]
         in_ingredients = [columns.index((ADDITIVES_IN_INGREDIENTS, g)) for g in (3, 4)]
@@ -201,7 +206,7 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
             self.calibrators_[state] = calibration.fit_calibrator(raw, masked_y)
             proba = calibration.apply_calibrator(self.calibrators_[state], raw)
             says_1 = raw.argmax(axis=1) == 0
-            # Too few group-1 answers to measure: nothing says they are wrong, so they stand.
+            # Too few group-1 answers to measure: 1 is said where it is at least as likely as not.
             self.group_1_floor_[index] = calibration.choose_threshold(
                 proba[says_1, 0], masked_y[says_1] == GROUPS[0], group_1_precision, unmeasured=0.5
             )
@@ -247,10 +252,7 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         if self.markers_ is not None:
             # A group-4 marker is final: OFF's algorithm lets nothing override it, so where one
             # is in sight the answer is 4 whatever else the expert read.
-            tags = (
-                matrix.X if len(self.columns_) == matrix.X.shape[1] else matrix.X[:, self.columns_]
-            )
-            final = self.markers_.highest(tags) == GROUPS[-1]
+            final = self.markers_.highest(self._tags(matrix)) == GROUPS[-1]
             proba[final] = np.eye(len(GROUPS))[-1]
         return proba
 
