@@ -122,7 +122,9 @@ def test_graph_materialize_all_and_the_evaluation_report(tmp_path):
             page.get_by_text("Show Markdown").click()
             report = page.get_by_role("dialog").filter(has_text="NOVA model v1")
             expect(report.get_by_role("columnheader", name="accuracy", exact=True)).to_be_visible()
-            expect(report.get_by_role("columnheader", name="mix macro-F1", exact=True)).to_be_visible()
+            expect(
+                report.get_by_role("columnheader", name="mix macro-F1", exact=True)
+            ).to_be_visible()
             expect(report.get_by_role("cell", name="model v1", exact=True).first).to_be_visible()
             matrix = report.get_by_role("img", name="confusion matrix")
             expect(matrix).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
