@@ -140,7 +140,7 @@ def run_floor(dump_path: Path, memory_limit: str, threads: int, workdir: Path) -
     """Only parse the dump with the identical `read_csv` options: the ceiling for ours."""
     import duckdb
 
-    from nova_assets.lib.products import read_csv_sql
+    from nova_assets.lib.products import dump_header, read_csv_sql
 
     baseline = _peak_rss_mb()
     cpu_started = _cpu_seconds()
@@ -154,7 +154,8 @@ def run_floor(dump_path: Path, memory_limit: str, threads: int, workdir: Path) -
         },
     )
     try:
-        lines = con.execute(f"SELECT count(*) FROM {read_csv_sql(str(dump_path))}").fetchone()[0]
+        source = read_csv_sql(str(dump_path), dump_header(str(dump_path)))
+        lines = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
     finally:
         con.close()
     seconds = time.perf_counter() - started

@@ -58,8 +58,9 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def write_dump(path: Path, lines: list[str], *, gz: bool = False) -> Path:
-    """Write header + product lines as an OFF TSV dump (gzip if asked)."""
-    data = ("\n".join(lines) + "\n").encode("utf-8")
+    """Write header + product lines as an OFF TSV dump (gzip if asked); lone surrogates in a
+    line (`bytes.decode(errors="surrogateescape")`) become the invalid bytes they stand for."""
+    data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(data) if gz else data)
     return path

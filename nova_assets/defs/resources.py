@@ -61,7 +61,8 @@ class DumpSource(dg.ConfigurableResource):
 
     `keep`: dumps kept in raw_dir (the newest, plus the one in use). `attempts`: failed requests
     in a row without a new byte before a download gives up, waiting `retry_delay` seconds,
-    doubling, between them. `timeout`: seconds a socket may stay silent.
+    doubling, between them. `timeout`: seconds a socket may stay silent. `deadline`: seconds a
+    whole download may take, retries included.
     """
 
     url: str
@@ -70,6 +71,7 @@ class DumpSource(dg.ConfigurableResource):
     attempts: int = 6
     retry_delay: float = 2.0
     timeout: float = 60.0
+    deadline: float = 6 * 3600.0
 
     def fetch(
         self,
@@ -77,18 +79,21 @@ class DumpSource(dg.ConfigurableResource):
         progress: ProgressCallback | None = None,
         log: Callable[[str], None] | None = None,
         source: str | None = None,
+        in_use: Dump | None = None,
     ) -> Dump:
         """The dump at `source` (default `url`); `previous` itself when the server says it has
-        not changed (304)."""
+        not changed (304). Pruning spares `previous` and `in_use` (the tables' dump)."""
         return fetch_dump(
             source or self.url,
             Path(self.raw_dir),
             previous=previous,
+            in_use=in_use,
             progress=progress,
             log=log,
             attempts=self.attempts,
             retry_delay=self.retry_delay,
             timeout=self.timeout,
+            deadline=self.deadline,
             keep=self.keep,
         )
 

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 
 from nova_assets.lib.features import FAMILIES, product_matrix, tag_pairs_sql
 from nova_assets.lib.models import predict
-from nova_assets.lib.warehouse import sql_literal, table_exists
+from nova_assets.lib.warehouse import sql_literal, table_exists, transaction
 
 GROUPS = (1, 2, 3, 4)
 EXAMPLES = 5
@@ -468,8 +468,7 @@ def _record(con: duckdb.DuckDBPyConnection, drift: Drift) -> None:
     figures = drift.figures()
     keep = [figures["dump_sha256"], figures["previous_sha256"] or figures["dump_sha256"]]
     columns = [*figures, "details"]
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for table in ("drift_labels", "drift_tags"):
             con.execute(
                 f"DELETE FROM {table} WHERE dump_sha256 NOT IN (?, ?) OR dump_sha256 = ?",
@@ -491,10 +490,6 @@ def _record(con: duckdb.DuckDBPyConnection, drift: Drift) -> None:
         )
         con.execute("DROP TABLE drift_current_labels")
         con.execute("DROP TABLE drift_current_tags")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def measured(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:

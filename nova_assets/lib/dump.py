@@ -11,14 +11,17 @@ first whether the dump changed since the one already held (ETag / Last-Modified,
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
 import os
 import re
+import socket
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Callable, Iterable
@@ -73,16 +76,57 @@ def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
+def redact(source: str) -> str:
+    """`source` as it may be stored and logged: a URL without user, password or query (where
+    tokens go); a path as it is."""
+    if not is_url(source):
+        return source
+    parts = urllib.parse.urlsplit(source)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _credentials(url: str) -> tuple[str, dict[str, str]]:
+    """`url` without its user and password, and the Basic authorization header they make."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    netloc = parts.netloc.rpartition("@")[2]
+    token = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    header = "Basic " + base64.b64encode(token.encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), {"Authorization": header}
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only: never to ftp:// or a file."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
+        if not is_url(urllib.parse.urljoin(req.full_url, newurl)):
+            raise DumpError(
+                f"dump download refused: {redact(req.full_url)} redirects to "
+                f"{urllib.parse.urlsplit(newurl).scheme or 'a non-http'}:// (only http and https)"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
+
+
 def fetch_dump(
     source: str,
     raw_dir: Path,
     *,
     previous: Dump | None = None,
+    in_use: Dump | None = None,
     progress: ProgressCallback | None = None,
     log: Callable[[str], None] | None = None,
     attempts: int = 5,
     retry_delay: float = 1.0,
     timeout: float = 60.0,
+    deadline: float | None = None,
     keep: int | None = None,
 ) -> Dump:
     """Copy or download `source` into `raw_dir`, hashing it on the way and checking it is whole.
@@ -94,11 +138,16 @@ def fetch_dump(
     - `log(message)`: retries, resumes, restarts and deletions, for a human.
     - `attempts`: failed requests in a row, without any new byte, before giving up; the wait
       between them doubles from `retry_delay` seconds. `timeout`: seconds per socket operation.
-    - `keep`: if given, keep only the `keep` newest dumps in `raw_dir` (never the one returned
-      nor `previous`) and delete temp files of downloads older than a day.
+      `deadline`: seconds the whole download may take, retries included (a trickling server
+      never trips `timeout`). A host that does not resolve fails at once.
+    - The dump records, and messages show, the URL without credentials or query string.
+    - `keep`: if given, keep only the `keep` newest dumps in `raw_dir` (never the one returned,
+      `previous`, nor `in_use`, the dump the tables come from) and delete temp files of
+      downloads older than a day.
     """
     raw_dir.mkdir(parents=True, exist_ok=True)
     say = log or (lambda _message: None)
+    shown = redact(source)
     ticker = _Ticker(progress)
     fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=raw_dir)
     tmp = Path(tmp_name)
@@ -111,26 +160,27 @@ def fetch_dump(
                     sink,
                     ticker,
                     say,
-                    conditional=_conditional(previous, source),
+                    conditional=_conditional(previous, shown),
                     attempts=max(attempts, 1),
                     retry_delay=retry_delay,
                     timeout=timeout,
+                    give_up_at=None if deadline is None else time.monotonic() + deadline,
                 )
             else:
                 validators = _copy_local(source, sink, ticker)
         if validators is None:
             tmp.unlink()
             assert previous is not None
-            say(f"dump unchanged at {source} (HTTP 304): keeping {previous.path}")
+            say(f"dump unchanged at {shown} (HTTP 304): keeping {previous.path}")
             dump = previous
         else:
-            dump = _place(tmp, raw_dir, sink, source, *validators)
+            dump = _place(tmp, raw_dir, sink, shown, *validators)
             ticker.finish(sink.size)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     if keep is not None:
-        protect = [dump.path] + ([previous.path] if previous is not None else [])
+        protect = [dump.path] + [d.path for d in (previous, in_use) if d is not None]
         for path in prune_dumps(raw_dir, keep, protect=protect):
             say(f"deleted old dump {path}")
     return dump
@@ -139,8 +189,9 @@ def fetch_dump(
 def prune_dumps(raw_dir: Path, keep: int, *, protect: Iterable[str | Path] = ()) -> list[Path]:
     """Delete all but the `keep` newest dumps (by mtime) so raw/ does not fill the disk.
 
-    Files in `protect` (the dump just fetched, the one `latest.json` points to) are never
-    deleted; temp files of downloads that died more than a day ago go too. Returns what it deleted.
+    Files in `protect` (the dump just fetched, the one fetched before, the one the tables come
+    from) are never deleted; temp files of downloads that died more than a day ago go too.
+    Returns what it deleted.
     """
     protected = {Path(p).resolve() for p in protect}
     now = time.time()
@@ -370,26 +421,43 @@ def _download(
     attempts: int,
     retry_delay: float,
     timeout: float,
+    give_up_at: float | None,
 ) -> tuple[str | None, str | None] | None:
-    """Fill `sink` from `url`, resuming and retrying; its (ETag, Last-Modified), None on a 304."""
+    """Fill `sink` from `url`, resuming and retrying; its (ETag, Last-Modified), None on a 304.
+    Messages name the URL redacted."""
+    shown = redact(url)
+    address, auth = _credentials(url)
+
+    def check_deadline() -> None:
+        if give_up_at is not None and time.monotonic() > give_up_at:
+            raise DumpError(
+                f"dump download from {shown} passed its deadline with {sink.size:,} bytes "
+                f"received{f' of {state.total:,}' if state.total else ''} "
+                "(dump_source.deadline seconds)"
+            )
+
     state = _Transfer()
     failures = 0
     best = 0
     while True:
         resuming = sink.size > 0
-        request = urllib.request.Request(url, headers=state.headers(sink.size, conditional))
+        request = urllib.request.Request(
+            address, headers={**auth, **state.headers(sink.size, conditional)}
+        )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                state.begin(response, sink, url, say)
+            with _OPENER.open(request, timeout=timeout) as response:
+                state.begin(response, sink, shown, say)
                 ticker(sink.size, state.total)
-                while chunk := response.read(CHUNK):
+                # read1 returns what has arrived, so a trickle still reaches the deadline check.
+                while chunk := response.read1(CHUNK):
                     sink.write(chunk)
                     if sink.size - len(chunk) < _Sink.HEAD and _looks_like_html(sink.head):
                         raise DumpError(
-                            f"dump download got an HTML page, not a dump: {url} "
+                            f"dump download got an HTML page, not a dump: {shown} "
                             f"(starts with {sink.head.lstrip()[:40]!r})"
                         )
                     ticker(sink.size, state.total)
+                    check_deadline()
             state.check_complete(sink)
             return state.etag, state.last_modified
         except urllib.error.HTTPError as exc:
@@ -401,10 +469,16 @@ def _download(
                 error = "HTTP 416: the server refused the resume range; starting again from zero"
             elif exc.code < 500:
                 raise DumpError(
-                    f"dump download failed: {url} answered HTTP {exc.code} {exc.reason}"
+                    f"dump download failed: {shown} answered HTTP {exc.code} {exc.reason}"
                 ) from exc
             else:
                 error = f"HTTP {exc.code} {exc.reason}"
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, socket.gaierror):
+                raise DumpError(
+                    f"dump download failed: the host of {shown} does not resolve ({exc.reason})"
+                ) from exc
+            error = str(exc.reason) or type(exc).__name__
         except (_Retry, OSError, http.client.HTTPException) as exc:
             error = str(exc) or type(exc).__name__
         if sink.size > best:
@@ -414,17 +488,20 @@ def _download(
         if failures >= attempts:
             if state.total is not None and sink.size < state.total:
                 raise DumpError(
-                    f"dump download incomplete: {url} sent {sink.size:,} of its "
+                    f"dump download incomplete: {shown} sent {sink.size:,} of its "
                     f"{state.total:,} announced bytes; gave up after {failures} attempts "
                     f"without progress ({error})"
                 )
             raise DumpError(
-                f"dump download failed: {url} after {failures} attempts without progress: {error}"
+                f"dump download failed: {shown} after {failures} attempts without progress: {error}"
             )
         delay = min(retry_delay * 2 ** (failures - 1), MAX_RETRY_DELAY)
+        if give_up_at is not None:
+            delay = max(min(delay, give_up_at - time.monotonic()), 0.0)
         at = f" (resuming at byte {sink.size:,})" if sink.size else ""
-        say(f"dump download from {url} failed: {error}; retrying in {delay:.2f} s{at}")
+        say(f"dump download from {shown} failed: {error}; retrying in {delay:.2f} s{at}")
         time.sleep(delay)
+        check_deadline()
 
 
 class _Transfer:

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 from scipy import sparse
 
+from nova_assets.lib.files import atomic_path
 from nova_assets.lib.names import name_vectors
 from nova_assets.lib.nova_rules import NOVA_MARKERS
 
@@ -165,23 +166,22 @@ class ProductMatrix:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
         name_offsets, name_bytes = _pack(self.names)
-        np.savez(
-            tmp,
-            data=self.X.data,
-            indices=self.X.indices,
-            indptr=self.X.indptr,
-            shape=np.array(self.X.shape),
-            codes=self.codes,
-            labels=self.labels,
-            features=np.array(self.features, dtype=str),
-            name_offsets=name_offsets,
-            name_bytes=name_bytes,
-            evidence=self.evidence,
-            partial=self.partial,
-        )
-        tmp.replace(path)
+        with atomic_path(path, ".npz") as tmp:
+            np.savez(
+                tmp,
+                data=self.X.data,
+                indices=self.X.indices,
+                indptr=self.X.indptr,
+                shape=np.array(self.X.shape),
+                codes=self.codes,
+                labels=self.labels,
+                features=np.array(self.features, dtype=str),
+                name_offsets=name_offsets,
+                name_bytes=name_bytes,
+                evidence=self.evidence,
+                partial=self.partial,
+            )
 
     @classmethod
     def load(cls, path: Path) -> ProductMatrix:

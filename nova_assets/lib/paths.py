@@ -26,8 +26,14 @@ class DataPaths:
         return self.root / "raw"
 
     @property
+    def fetched_dump(self) -> Path:
+        """Pointer to the dump `off_dump` brought in last, whole: the one `products` ingests."""
+        return self.raw / "fetched.json"
+
+    @property
     def latest_dump(self) -> Path:
-        """Pointer to the dump `products` ingests: written by `off_dump` once the file is whole."""
+        """Pointer to the dump the tables come from: written by `products` once it accepted the
+        dump, so a refused dump never becomes current."""
         return self.raw / "latest.json"
 
     @property

@@ -19,6 +19,7 @@ from nova_assets.lib.evidence import STATES
 from nova_assets.lib.features import EVIDENCE, ProductMatrix, product_matrix
 from nova_assets.lib.models import predict
 from nova_assets.lib.reasons import reason_names, reasons
+from nova_assets.lib.warehouse import transaction
 
 REASONS_PER_PRODUCT = 3
 
@@ -114,8 +115,7 @@ def write_predictions(
     end = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM products").fetchall()[0][0]
     total = batches = confident = 0
     probability_sum = 0.0
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(PREDICTIONS_DDL)
         for first in range(0, end, batch_rows):
             batch = product_matrix(
@@ -156,10 +156,6 @@ def write_predictions(
             confident += int(answer.confident.sum())
             probability_sum += float(answer.probability.sum())
             batches += 1
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     by_group = dict(
         con.execute(
             "SELECT predicted_nova_group, count(*) FROM nova_predictions GROUP BY ALL ORDER BY 1"

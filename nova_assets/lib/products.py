@@ -7,6 +7,7 @@ transaction that is rolled back if anything looks wrong, so the last good table 
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from nova_assets.lib.nova_rules import (
     WATERS_CATEGORY,
     markers_of,
 )
-from nova_assets.lib.warehouse import sql_list, sql_literal
+from nova_assets.lib.warehouse import sql_list, sql_literal, sql_name, transaction
 
 REQUIRED_COLUMNS = (
     "code",
@@ -63,9 +64,12 @@ CREATE TABLE IF NOT EXISTS dumps (
     duplicate_rows BIGINT,
     invalid_nova_groups BIGINT,
     products BIGINT,
-    ingested_at TIMESTAMP DEFAULT current_timestamp
+    ingested_at TIMESTAMP DEFAULT current_timestamp,
+    repaired_lines BIGINT
 )
 """
+# Warehouses made before `repaired_lines` existed gain the column.
+DUMPS_MIGRATION = "ALTER TABLE dumps ADD COLUMN IF NOT EXISTS repaired_lines BIGINT"
 
 
 @dataclass(frozen=True)
@@ -79,23 +83,59 @@ class IngestStats:
     invalid_nova_groups: int
     products: int
     previous_products: int | None
+    repaired_lines: int = 0
+    """Lines kept with their invalid UTF-8 bytes replaced."""
 
 
-def read_csv_sql(path: str, *, rejects: bool = False) -> str:
-    """The one `read_csv` call for OFF dumps: tab-separated, no quoting, every field text."""
+# Fields of a line past the header's: a line that has one is broken, even when DuckDB would
+# take its empty last field for a trailing delimiter.
+EXTRA_FIELD = "__extra_field"
+# No field is this string, so an empty field reads as '' and a field the line lacks as NULL.
+NO_NULL = "\x01no-null\x01"
+HEADER_LIMIT = 1 << 20
+
+
+def dump_header(path: str) -> list[str]:
+    """The header's column names, read by us (no sniffing, so a long or odd line further down
+    cannot make the dump unreadable)."""
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open if gzipped else open)(path, "rb") as file:
+            line = file.readline(HEADER_LIMIT)
+    except (OSError, EOFError) as exc:
+        raise DumpError(f"dump {path} cannot be read: {exc}") from exc
+    if not line.endswith(b"\n"):
+        raise DumpError(
+            f"dump {path} has no header line (no line end in its first {HEADER_LIMIT:,} bytes)"
+        )
+    try:
+        names = line.rstrip(b"\r\n").decode("utf-8").split("\t")
+    except UnicodeDecodeError as exc:
+        raise DumpError(f"dump {path} has a header that is not UTF-8 text") from exc
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DumpError(f"dump {path} repeats header column(s) {', '.join(repeated[:5])}")
+    return names
+
+
+def read_csv_sql(path: str, columns: list[str], *, rejects: bool = False) -> str:
+    """The one `read_csv` call for OFF dumps: tab-separated, no quoting, every field text, the
+    header's `columns` plus `EXTRA_FIELD`; lines short of fields are padded with NULL (see
+    `BROKEN_LINE`)."""
+    types = "{" + ", ".join(f"{sql_literal(c)}: 'VARCHAR'" for c in [*columns, EXTRA_FIELD]) + "}"
     extra = ", store_rejects=true, rejects_table='dump_rejects', rejects_scan='dump_scans'"
     return (
         f"read_csv({sql_literal(path)}, delim='\\t', quote='', escape='', header=true, "
-        f"all_varchar=true, ignore_errors=true, null_padding=false, auto_detect=true"
-        f"{extra if rejects else ''})"
+        f"auto_detect=false, columns={types}, ignore_errors=true, null_padding=true, "
+        f"nullstr={sql_literal(NO_NULL)}{extra if rejects else ''})"
     )
 
 
-def dump_columns(con: duckdb.DuckDBPyConnection, path: str) -> list[str]:
-    """The header's column names."""
-    return [
-        row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {read_csv_sql(path)}").fetchall()
-    ]
+def broken_line_sql(columns: list[str]) -> str:
+    """Whether a row of `read_csv_sql` came from a line with more or fewer fields than the
+    header: something in the extra field, or nothing at all in the last one."""
+    return f"({EXTRA_FIELD} IS NOT NULL OR {sql_name(columns[-1])} IS NULL)"
 
 
 def check_columns(columns: list[str]) -> None:
@@ -114,7 +154,7 @@ def _tags(column: str, present: set[str]) -> str:
     """
     if column not in present:
         return f"CAST(NULL AS VARCHAR[]) AS {column}"
-    split = f"string_split(trim({column}), ',')"
+    split = f"string_split(nullif(trim({column}), ''), ',')"
     return (
         f"CASE WHEN list_contains({split}, '') THEN list_filter({split}, lambda t: t <> '') "
         f"ELSE {split} END AS {column}"
@@ -177,7 +217,8 @@ def _epoch(column: str, present: set[str]) -> str:
 # building the index in one go is cheaper than checking every appended row against it.
 LOAD_DDL = PRODUCTS_DDL.replace("code VARCHAR PRIMARY KEY", "code VARCHAR")
 
-# Rows of codes that occur more than once, except the one to keep (latest `last_modified_t`).
+# Rows of codes that occur more than once, except the one to keep: the latest `last_modified_t`,
+# ties broken by content so that every ingest of a dump keeps the same row.
 # Only duplicated codes are windowed, instead of partitioning and sorting every row to find
 # the ~1% that repeat. Kept in a small table so the insert is a parallel hash anti-join (a
 # `rowid NOT IN (subquery)` there ran on one thread).
@@ -187,15 +228,24 @@ LOSING_ROWS_DDL = """
     WHERE code IN (
         SELECT code FROM staged_products WHERE code IS NOT NULL GROUP BY code HAVING count(*) > 1
     )
-    QUALIFY row_number() OVER (PARTITION BY code ORDER BY last_modified_t DESC NULLS LAST) > 1
+    QUALIFY row_number() OVER (
+        PARTITION BY code
+        ORDER BY last_modified_t DESC NULLS LAST, created_t DESC NULLS LAST, product_name,
+            brands, ingredients_tags, additives_tags, categories_tags, countries_tags,
+            nova_group, has_ingredients_text
+    ) > 1
 """
 
 
-def _staged_sql(path: str, present: set[str]) -> str:
-    """The dump's rows typed as in `products`, plus a flag for a non-empty invalid nova_group."""
+def _staged_sql(source: str, columns: list[str], *, repaired: bool = False) -> str:
+    """The rows of `source` (a relation with the header's columns) typed as in `products`, with
+    flags for a broken line, a non-empty invalid nova_group and a line whose bad bytes were
+    replaced."""
+    present = set(columns)
     return f"""
         SELECT * EXCLUDE (nova_raw, nova_num),
-            nova_raw IS NOT NULL AND nova_group IS NULL AS nova_invalid
+            nova_raw IS NOT NULL AND nova_group IS NULL AS nova_invalid,
+            {repaired} AS repaired_line
         FROM (
             SELECT
                 nullif(trim(code), '') AS code,
@@ -208,10 +258,28 @@ def _staged_sql(path: str, present: set[str]) -> str:
                     AS nova_group,
                 {_has_text(present)} AS has_ingredients_text,
                 {_epoch("created_t", present)} AS created_t,
-                {_epoch("last_modified_t", present)} AS last_modified_t
-            FROM {read_csv_sql(path, rejects=True)}
+                {_epoch("last_modified_t", present)} AS last_modified_t,
+                {broken_line_sql(columns)} AS broken_line
+            FROM {source}
         )
     """
+
+
+def _invalid_utf8_sql(columns: list[str]) -> str:
+    """The lines rejected only for invalid UTF-8, as DuckDB keeps them (bad bytes replaced),
+    split into the header's columns: they are products like any other."""
+    used = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, columns[-1]]
+    fields = ", ".join(
+        f"fields[{i + 1}] AS {sql_name(c)}" for i, c in enumerate(columns) if c in used
+    )
+    return f"""(
+        SELECT {fields}, fields[{len(columns) + 1}] AS {EXTRA_FIELD}
+        FROM (
+            SELECT string_split(any_value(csv_line), chr(9)) AS fields
+            FROM dump_rejects GROUP BY scan_id, file_id, line
+            HAVING bool_and(error_type = 'INVALID ENCODING')
+        )
+    )"""
 
 
 def _setting(con: duckdb.DuckDBPyConnection, name: str) -> object:
@@ -225,18 +293,17 @@ def ingest_products(
     """Replace `products` with the dump's rows, one per code (latest `last_modified_t` wins).
 
     Raises DumpError, leaving the previous table and `dumps` untouched, when the dump has no
-    product, lacks a required column, or would shrink the table by more than `max_shrink`.
+    product or no labelled one, lacks a required column, or would shrink the table by more
+    than `max_shrink`. Lines with more or fewer fields than the header are skipped and
+    counted; lines with invalid UTF-8 are kept with the bad bytes replaced, and counted.
     """
     if not Path(dump.path).is_file():
         raise DumpError(f"dump file {dump.path} does not exist")
-    try:
-        columns = dump_columns(con, dump.path)
-    except duckdb.Error as exc:
-        raise DumpError(f"dump {dump.path} cannot be read as a TSV file: {exc}") from exc
+    columns = dump_header(dump.path)
     check_columns(columns)
-    present = set(columns)
 
     con.execute(DUMPS_DDL)
+    con.execute(DUMPS_MIGRATION)
     previous = None
     if con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'products'"
@@ -247,70 +314,100 @@ def ingest_products(
     # let the scan and the inserts run without keeping it; the caller's setting comes back after.
     insertion_order = _setting(con, "preserve_insertion_order")
     con.execute("SET preserve_insertion_order = false")
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE staged_products AS " + _staged_sql(dump.path, present)
-        )
-        lines_read, rows_without_code, invalid = con.execute(
-            """
-            SELECT count(*), count(*) FILTER (code IS NULL), count(*) FILTER (nova_invalid)
-            FROM staged_products
-            """
-        ).fetchone()
-        skipped = con.execute(
-            "SELECT count(DISTINCT (file_id, line)) FROM dump_rejects"
-        ).fetchone()[0]
-        con.execute(LOSING_ROWS_DDL)
-        con.execute(LOAD_DDL)
-        con.execute(
-            f"""
-            INSERT INTO products
-            SELECT code, product_name, brands, ingredients_tags, additives_tags, categories_tags,
-                   countries_tags, nova_group, has_ingredients_text, {blank_reason_sql()},
-                   created_t, last_modified_t, ?
-            FROM staged_products
-            ANTI JOIN losing_rows ON losing_rows.staged_row = staged_products.rowid
-            WHERE code IS NOT NULL
-            """,
-            [dump.sha256],
-        )
-        con.execute("ALTER TABLE products ADD PRIMARY KEY (code)")
-        products = con.execute("SELECT count(*) FROM products").fetchone()[0]
-        if products == 0:
-            raise DumpError(
-                f"dump {dump.source} has no product rows ({lines_read} data lines read, "
-                f"{skipped} broken lines skipped)"
-            )
-        if previous and products < previous * (1 - max_shrink):
-            raise DumpError(
-                f"dump {dump.source} has {products} products against {previous} in the current "
-                f"table, a fall of more than {max_shrink:.0%}; refusing to replace it"
-            )
-        duplicates = lines_read - rows_without_code - products
-        con.execute(
-            "INSERT OR REPLACE INTO dumps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
-            [
-                dump.sha256,
-                dump.source,
-                dump.path,
-                dump.bytes,
-                lines_read,
-                skipped,
-                rows_without_code,
-                duplicates,
-                invalid,
-                products,
-            ],
-        )
-        con.execute("DROP TABLE staged_products")
-        con.execute("DROP TABLE losing_rows")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        with transaction(con):
+            return _replace_products(con, dump, columns, previous, max_shrink)
     finally:
         con.execute(f"SET preserve_insertion_order = {insertion_order}")
+
+
+def _replace_products(
+    con: duckdb.DuckDBPyConnection,
+    dump: Dump,
+    columns: list[str],
+    previous: int | None,
+    max_shrink: float,
+) -> IngestStats:
+    """Stage the dump's lines, repair or skip what is broken, and swap `products` and the dump's
+    `dumps` row in (inside the caller's transaction)."""
+    source = read_csv_sql(dump.path, columns, rejects=True)
+    con.execute("CREATE OR REPLACE TEMP TABLE staged_products AS " + _staged_sql(source, columns))
+    con.execute(
+        "INSERT INTO staged_products "
+        + _staged_sql(_invalid_utf8_sql(columns), columns, repaired=True)
+    )
+    lines_read, broken, rows_without_code, invalid, repaired = con.execute(
+        """
+        SELECT count(*) FILTER (NOT broken_line), count(*) FILTER (broken_line),
+            count(*) FILTER (code IS NULL AND NOT broken_line),
+            count(*) FILTER (nova_invalid AND NOT broken_line),
+            count(*) FILTER (repaired_line AND NOT broken_line)
+        FROM staged_products
+        """
+    ).fetchone()
+    if broken:
+        con.execute("DELETE FROM staged_products WHERE broken_line")
+    rejected = con.execute(
+        "SELECT count(*) FROM (SELECT line FROM dump_rejects GROUP BY scan_id, file_id, line "
+        "HAVING NOT bool_and(error_type = 'INVALID ENCODING'))"
+    ).fetchone()[0]
+    skipped = rejected + broken
+    con.execute(LOSING_ROWS_DDL)
+    con.execute(LOAD_DDL)
+    con.execute(
+        f"""
+        INSERT INTO products
+        SELECT code, product_name, brands, ingredients_tags, additives_tags, categories_tags,
+               countries_tags, nova_group, has_ingredients_text, {blank_reason_sql()},
+               created_t, last_modified_t, ?
+        FROM staged_products
+        ANTI JOIN losing_rows ON losing_rows.staged_row = staged_products.rowid
+        WHERE code IS NOT NULL
+        """,
+        [dump.sha256],
+    )
+    con.execute("ALTER TABLE products ADD PRIMARY KEY (code)")
+    products = con.execute("SELECT count(*) FROM products").fetchone()[0]
+    if products == 0:
+        raise DumpError(
+            f"dump {dump.source} has no product rows ({lines_read} data lines read, "
+            f"{skipped} broken lines skipped)"
+        )
+    if not con.execute("SELECT count(nova_group) FROM products").fetchone()[0]:
+        raise DumpError(
+            f"dump {dump.source} has {products} products and not one with a NOVA group "
+            f"(column nova_group empty or invalid in every line): nothing to train or evaluate "
+            "on; refusing to replace the current table"
+        )
+    if previous and products < previous * (1 - max_shrink):
+        raise DumpError(
+            f"dump {dump.source} has {products} products against {previous} in the current "
+            f"table, a fall of more than {max_shrink:.0%}; refusing to replace it"
+        )
+    duplicates = lines_read - rows_without_code - products
+    con.execute(
+        """
+        INSERT OR REPLACE INTO dumps BY NAME SELECT ? AS dump_sha256, ? AS source,
+            ? AS path, ? AS bytes, ? AS lines_read, ? AS skipped_lines,
+            ? AS rows_without_code, ? AS duplicate_rows, ? AS invalid_nova_groups,
+            ? AS products, current_timestamp AS ingested_at, ? AS repaired_lines
+        """,
+        [
+            dump.sha256,
+            dump.source,
+            dump.path,
+            dump.bytes,
+            lines_read,
+            skipped,
+            rows_without_code,
+            duplicates,
+            invalid,
+            products,
+            repaired,
+        ],
+    )
+    con.execute("DROP TABLE staged_products")
+    con.execute("DROP TABLE losing_rows")
     return IngestStats(
-        lines_read, skipped, rows_without_code, duplicates, invalid, products, previous
+        lines_read, skipped, rows_without_code, duplicates, invalid, products, previous, repaired
     )

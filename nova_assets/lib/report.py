@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nova_assets.lib.evidence import SLICES
+from nova_assets.lib.files import write_atomically
 from nova_assets.lib.markdown import escape, interval, number, table
 from nova_assets.lib.metrics import GROUPS
 from nova_assets.lib.plots import confusion_png, reliability_png
@@ -370,9 +371,7 @@ def write_report(report: dict[str, Any], directory: Path) -> dict[str, Path]:
     paths = {}
     for key, content in contents.items():
         path = directory / FILES[key]
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(content)
-        tmp.replace(path)
+        write_atomically(path, content)
         paths[key] = path
     return paths
 

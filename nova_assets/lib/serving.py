@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 
+from nova_assets.lib.files import write_atomically
 from nova_assets.lib.warehouse import sql_literal
 
 CATALOG = "nova.duckdb"
@@ -133,16 +134,7 @@ def _build_catalog(path: Path, tables: dict[str, dict[str, Any]]) -> None:
 
 
 def _write_json_atomically(path: Path, content: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with temporary.open("w", encoding="utf-8") as handle:
-            json.dump(content, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_atomically(path, json.dumps(content, indent=2, sort_keys=True))
 
 
 def _clean(

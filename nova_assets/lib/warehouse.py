@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
@@ -59,10 +59,30 @@ def connect(
         con.close()
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One transaction: committed when the block ends, rolled back on any error so the last
+    good tables stay. The block's own error is what is raised (after a failed write, such as a
+    full disk, DuckDB may have ended the transaction and the rollback fails too)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        with suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def sql_literal(value: str | Path) -> str:
     """`value` as a SQL string literal, for the places DuckDB takes no parameter (file paths in
     `read_csv`, `COPY … TO`, view definitions)."""
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_name(name: str) -> str:
+    """`name` as a quoted SQL identifier (dump headers have names like `energy-kcal_100g`)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def sql_list(values: list[str]) -> str:

@@ -12,6 +12,7 @@ import pytest
 from dagster import DagsterInstance
 from mlflow import MlflowClient
 
+from nova_assets.lib.dump import Dump
 from nova_assets.lib.paths import SAMPLE_DUMP, data_paths
 from nova_assets.lib.registry import MODEL_NAME
 from nova_assets_tests.conftest import set_field, write_dump
@@ -266,15 +267,39 @@ def bad_dumps(tmp: Path, lines: list[str]) -> dict[str, tuple[Path, str]]:
         ),
         "no-such-path": (tmp / "nowhere" / "dump.tsv", "nowhere/dump.tsv"),
         "shrunk": (write_dump(tmp / "small.tsv", lines[:300]), "fall of more than 50%"),
+        "unlabelled": (
+            write_dump(
+                tmp / "unlabelled.tsv", [lines[0], *(unlabel(x, lines[0]) for x in lines[1:])]
+            ),
+            "not one with a NOVA group",
+        ),
     }
 
 
+def unlabel(line: str, header: str) -> str:
+    return set_field(line, header, "nova_group", "")
+
+
+def current_dump() -> Dump:
+    return Dump.from_json(data_paths().latest_dump.read_text())
+
+
 @pytest.mark.parametrize(
-    "case", ["empty", "header-only", "truncated-gzip", "missing-column", "no-such-path", "shrunk"]
+    "case",
+    [
+        "empty",
+        "header-only",
+        "truncated-gzip",
+        "missing-column",
+        "no-such-path",
+        "shrunk",
+        "unlabelled",
+    ],
 )
 def test_bad_dump_fails_clearly_and_changes_nothing(graph, sample_lines, case):
     path, message = bad_dumps(graph["root"], sample_lines)[case]
     before_tables, before_registry = warehouse_state(), registry_state()
+    current = current_dump()
     runs_before = len(mlflow_runs())
     graph["mp"].setenv("NOVA_DUMP_URL", str(path))
     try:
@@ -289,6 +314,25 @@ def test_bad_dump_fails_clearly_and_changes_nothing(graph, sample_lines, case):
     assert len(runs) == runs_before + 1
     assert all(r.info.status != "RUNNING" for r in runs)
     assert runs[0].info.status == "FAILED"
+    assert current_dump() == current and Path(current.path).exists()
+
+
+def test_refused_dumps_never_become_current_nor_prune_the_one_in_use(graph, sample_lines):
+    """`keep` is 3: four refused dumps in a row must leave the tables' dump on disk."""
+    current = current_dump()
+    for n in range(4):
+        small = write_dump(graph["root"] / f"small{n}.tsv", sample_lines[: 200 + n])
+        graph["mp"].setenv("NOVA_DUMP_URL", str(small))
+        try:
+            result, _ = run_graph(graph["instance"], ["off_dump", "products"])
+        finally:
+            graph["mp"].delenv("NOVA_DUMP_URL")
+        assert not result.success and "fall of more than 50%" in failure_text(result)
+    assert current_dump() == current and Path(current.path).exists()
+    with duckdb.connect(str(data_paths().warehouse), read_only=True) as con:
+        assert con.execute("SELECT DISTINCT dump_sha256 FROM products").fetchall() == [
+            (current.sha256,)
+        ]
 
 
 def test_messy_but_valid_dump_is_ingested_with_counts(graph, sample_lines):

@@ -30,6 +30,11 @@ class Plan:
     stall_seconds: float = 1.0
     truncate_at: int | None = None
     """Never send a byte beyond this offset, yet announce the whole size (every time)."""
+    redirect_to: str | None = None
+    """Answer every request with a 302 to this location."""
+    trickle_seconds: float = 0.0
+    """Send the body one small piece at a time, this long apart (never silent long enough to
+    time out)."""
     requests: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -77,6 +82,12 @@ class DumpServer:
         if index < len(plan.errors):
             handler.send_error(plan.errors[index])
             return
+        if plan.redirect_to is not None:
+            handler.send_response(302)
+            handler.send_header("Location", plan.redirect_to)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
         if (plan.etag and handler.headers.get("If-None-Match") == plan.etag) or (
             plan.last_modified and handler.headers.get("If-Modified-Since") == plan.last_modified
         ):
@@ -111,6 +122,13 @@ class DumpServer:
         cut = index < plan.drop_first or index < plan.stall_first
         if cut:
             payload = payload[: len(payload) // 2]
+        if plan.trickle_seconds:
+            with contextlib.suppress(OSError):
+                for i in range(0, len(payload), 1024):
+                    handler.wfile.write(payload[i : i + 1024])
+                    handler.wfile.flush()
+                    time.sleep(plan.trickle_seconds)
+            return
         handler.wfile.write(payload)
         handler.wfile.flush()
         if index < plan.stall_first:

@@ -181,6 +181,57 @@ def test_connection_refused_is_retried_then_an_error(tmp_path: Path):
     assert files(tmp_path / "raw") == []
 
 
+def test_a_host_that_does_not_resolve_fails_at_once(tmp_path: Path):
+    started = time.monotonic()
+    with pytest.raises(DumpError, match="does not resolve"):
+        fetch_dump("http://nova-assets-test.invalid/dump.tsv", tmp_path / "raw", attempts=5)
+    assert time.monotonic() - started < 5
+    assert files(tmp_path / "raw") == []
+
+
+def test_a_redirect_to_ftp_is_refused(tmp_path: Path, server, body):
+    server.serve(body, redirect_to="ftp://127.0.0.1/dump.tsv")
+    with pytest.raises(DumpError, match=r"redirects to ftp://"):
+        fetch_dump(server.url, tmp_path / "raw", **FAST)
+    assert files(tmp_path / "raw") == []
+
+
+def test_a_redirect_to_http_is_followed(tmp_path: Path, server, body):
+    other = DumpServer()
+    try:
+        other.serve(body)
+        server.serve(b"", redirect_to=other.url)
+        dump = fetch_dump(server.url, tmp_path / "raw", **FAST)
+        assert dump.sha256 == sha(body)
+    finally:
+        other.close()
+
+
+def test_a_trickling_server_meets_the_deadline(tmp_path: Path, server, body):
+    server.serve(body, trickle_seconds=0.05)
+    started = time.monotonic()
+    with pytest.raises(DumpError, match="passed its deadline"):
+        fetch_dump(server.url, tmp_path / "raw", retry_delay=0.01, timeout=1.0, deadline=1.0)
+    assert time.monotonic() - started < 5
+    assert files(tmp_path / "raw") == []
+
+
+def test_credentials_and_query_never_reach_the_dump_record_or_messages(
+    tmp_path: Path, server, body
+):
+    server.serve(body, drop_first=1)
+    secret_url = server.url.replace("http://", "http://user:hunter2@") + "?token=s3cr3t"
+    messages: list[str] = []
+    dump = fetch_dump(secret_url, tmp_path / "raw", log=messages.append, **FAST)
+    assert dump.source == server.url
+    assert messages and not any("hunter2" in m or "s3cr3t" in m for m in messages)
+    assert "hunter2" not in dump.to_json() and "s3cr3t" not in dump.to_json()
+    server.serve(body, errors=[404])
+    with pytest.raises(DumpError) as error:
+        fetch_dump(secret_url, tmp_path / "raw2", **FAST)
+    assert "s3cr3t" not in str(error.value) and "hunter2" not in str(error.value)
+
+
 def test_404_is_not_retried(tmp_path: Path, server, body):
     plan = server.serve(body, errors=[404])
     with pytest.raises(DumpError, match=rf"{re.escape(server.url)} answered HTTP 404"):

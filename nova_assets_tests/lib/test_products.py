@@ -52,7 +52,9 @@ def test_sample_is_ingested_with_typed_columns(con, tmp_path, sample_lines):
 
 def test_leading_zeros_are_kept(con, tmp_path, sample_lines):
     header = sample_lines[0]
-    line = set_field(sample_lines[1], header, "code", "0000000000017")
+    line = set_field(
+        set_field(sample_lines[1], header, "nova_group", "4"), header, "code", "0000000000017"
+    )
     ingest(con, tmp_path, [header, line])
     assert con.execute("SELECT code FROM products").fetchall() == [("0000000000017",)]
 
@@ -87,6 +89,66 @@ def test_broken_lines_are_skipped_and_counted(con, tmp_path, sample_lines):
     _, stats = ingest(con, tmp_path, [header, sample_lines[1], broken, sample_lines[2], short])
     assert stats.skipped_lines == 2
     assert stats.products == 2
+
+
+def test_a_stray_tab_is_a_broken_line_even_when_the_last_field_is_empty(
+    con, tmp_path, sample_lines
+):
+    """OFF's broken lines come from a tab inside a field; its last columns are mostly empty, so
+    the shifted line ends in an empty field, which DuckDB alone takes for a trailing tab."""
+    header = sample_lines[0]
+    line = next(
+        x
+        for x in sample_lines[60:]
+        if x.endswith("\t") and get_field(x, header, "ingredients_text")
+    )
+    text = get_field(line, header, "ingredients_text")
+    shifted = set_field(line, header, "ingredients_text", text[:5] + "\t" + text[5:])
+    lines = [header, *sample_lines[1:30], shifted, *sample_lines[30:60]]
+    _, stats = ingest(con, tmp_path, lines)
+    assert stats.skipped_lines == 1 and stats.lines_read == 59
+    code = get_field(line, header, "code")
+    assert con.execute("SELECT count(*) FROM products WHERE code = ?", [code]).fetchone()[0] == 0
+    assert con.execute("SELECT skipped_lines FROM dumps").fetchone()[0] == 1
+
+
+def test_a_line_over_the_size_limit_is_skipped_wherever_it_is(con, tmp_path, sample_lines):
+    header = sample_lines[0]
+    huge = set_field(sample_lines[1], header, "ingredients_text", "sugar, " * 400_000)
+    _, stats = ingest(con, tmp_path, [header, huge, *sample_lines[2:40]])
+    assert stats.skipped_lines == 1 and stats.products == 38
+
+
+def test_invalid_utf8_keeps_the_product_with_the_bytes_replaced(con, tmp_path, sample_lines):
+    header = sample_lines[0]
+    bad = b"Caf\xe9 \xff noir".decode("utf-8", "surrogateescape")
+    line = set_field(sample_lines[1], header, "product_name", bad)
+    _, stats = ingest(con, tmp_path, [header, line, *sample_lines[2:20]])
+    assert stats.products == 19 and stats.skipped_lines == 0 and stats.repaired_lines == 1
+    code = get_field(sample_lines[1], header, "code")
+    name, tags = con.execute(
+        "SELECT product_name, categories_tags FROM products WHERE code = ?", [code]
+    ).fetchone()
+    assert name.startswith("Caf") and name.endswith(" noir") and "\ufffd" not in name[:3]
+    assert tags == (get_field(sample_lines[1], header, "categories_tags").split(",") or None)
+    assert con.execute("SELECT repaired_lines FROM dumps").fetchone()[0] == 1
+
+
+def test_ties_on_last_modified_keep_the_same_row_whatever_the_line_order(
+    con, tmp_path, sample_lines
+):
+    header = sample_lines[0]
+    twins = [
+        set_field(sample_lines[1], header, "product_name", name) for name in ("first", "second")
+    ]
+    kept = set()
+    for i, order in enumerate((twins, twins[::-1], twins)):
+        ingest(con, tmp_path, [header, *order, *sample_lines[2:10]], name=f"dump{i}.tsv")
+        code = get_field(sample_lines[1], header, "code")
+        kept.add(
+            con.execute("SELECT product_name FROM products WHERE code = ?", [code]).fetchone()[0]
+        )
+    assert len(kept) == 1
 
 
 def test_garbage_nova_groups_become_null_and_are_counted(con, tmp_path, sample_lines):
@@ -151,6 +213,16 @@ def test_a_dump_that_halves_the_table_is_refused(con, tmp_path, sample_lines):
     assert con.execute("SELECT count(*) FROM products").fetchone()[0] == 100
     _, stats = ingest(con, tmp_path, sample_lines[:40], name="small.tsv", max_shrink=0.9)
     assert stats.products == 39 and stats.previous_products == 100
+
+
+def test_a_dump_without_any_nova_group_is_refused(con, tmp_path, sample_lines):
+    ingest(con, tmp_path, sample_lines[:101], name="good.tsv")
+    header = sample_lines[0]
+    unlabelled = [header] + [set_field(x, header, "nova_group", "") for x in sample_lines[1:]]
+    with pytest.raises(DumpError, match="not one with a NOVA group"):
+        ingest(con, tmp_path, unlabelled, name="unlabelled.tsv")
+    assert con.execute("SELECT count(nova_group) FROM products").fetchone()[0] > 0
+    assert con.execute("SELECT count(*) FROM dumps").fetchone()[0] == 1
 
 
 def test_required_columns_are_the_contract():

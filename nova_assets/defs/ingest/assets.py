@@ -1,24 +1,44 @@
 """`off_dump`: the raw OFF products dump, brought into the data dir and identified by sha256."""
 
 import sys
+from pathlib import Path
 
 import dagster as dg
 
 from nova_assets.defs.resources import DumpSource
 from nova_assets.lib.dump import Dump, progress_reporter
+from nova_assets.lib.files import write_atomically
 from nova_assets.lib.paths import data_paths
 
 
-def latest_dump() -> Dump:
-    """The dump `off_dump` last brought in whole; downstream assets ingest this one."""
-    pointer = data_paths().latest_dump
+def _read_pointer(pointer: Path) -> Dump:
     if not pointer.exists():
         raise FileNotFoundError(f"no dump yet ({pointer} missing): materialize off_dump first")
     return Dump.from_json(pointer.read_text())
 
 
+def latest_dump() -> Dump:
+    """The dump `products` last accepted: the one the tables come from."""
+    return _read_pointer(data_paths().latest_dump)
+
+
+def fetched_dump() -> Dump:
+    """The dump `off_dump` last brought in whole (until then, the accepted one)."""
+    paths = data_paths()
+    return _read_pointer(paths.fetched_dump if paths.fetched_dump.exists() else paths.latest_dump)
+
+
 def previous_dump() -> Dump | None:
-    """The dump held now, if any: a fetch asks the server whether it changed, and keeps its file."""
+    """The dump fetched last, if any: a fetch asks the server whether it changed, and keeps its
+    file."""
+    try:
+        return fetched_dump()
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def accepted_dump() -> Dump | None:
+    """The dump the tables come from, if any: pruning keeps its file."""
     try:
         return latest_dump()
     except (FileNotFoundError, ValueError, TypeError):
@@ -34,7 +54,8 @@ class OffDumpConfig(dg.Config):
     group_name="ingest",
     kinds={"file"},
     description="The raw Open Food Facts products dump (TSV, plain or gzip) from NOVA_DUMP_URL, "
-    "stored under data/raw/ by sha256. Its data version is that sha256.",
+    "stored under data/raw/ by sha256. Its data version is that sha256. It becomes the current "
+    "dump only once products accepts it.",
 )
 def off_dump(
     context: dg.AssetExecutionContext, config: OffDumpConfig, dump_source: DumpSource
@@ -44,13 +65,14 @@ def off_dump(
         context.log.info, every_percent=5, bar=sys.stderr if sys.stderr.isatty() else None
     )
     dump = dump_source.fetch(
-        previous=previous, progress=progress, log=context.log.info, source=config.source or None
+        previous=previous,
+        in_use=accepted_dump(),
+        progress=progress,
+        log=context.log.info,
+        source=config.source or None,
     )
     unchanged = dump is previous
-    pointer = data_paths().latest_dump
-    tmp = pointer.with_name(pointer.name + ".tmp")
-    tmp.write_text(dump.to_json())
-    tmp.replace(pointer)
+    write_atomically(data_paths().fetched_dump, dump.to_json())
     context.log.info(
         f"dump {dump.sha256[:12]} ({dump.bytes:,} bytes) from {dump.source} at {dump.path}"
         + (" unchanged (HTTP 304)" if unchanged else "")

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from nova_assets.defs.ingest.assets import OffDumpConfig, off_dump, previous_dump
-from nova_assets.lib.dump import is_url
+from nova_assets.lib.dump import is_url, redact
 from nova_assets.lib.dump_watch import fingerprint, list_candidates, stable_candidates, url_identity
 from nova_assets.lib.paths import data_paths, dump_source, sensor_interval_seconds
 
@@ -22,6 +22,8 @@ URL_TIMEOUT_SECONDS = 10.0
 
 
 def _request(identity: str, source: str, reason: str) -> dg.RunRequest:
+    """A run of off_dump on `source` ("": NOVA_DUMP_URL, which may hold a token the run's
+    config would show)."""
     return dg.RunRequest(
         run_key=identity,
         run_config=dg.RunConfig(ops={"off_dump": OffDumpConfig(source=source)}),
@@ -69,11 +71,13 @@ def new_dump_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg
             try:
                 identity = url_identity(source, timeout=URL_TIMEOUT_SECONDS)
             except OSError as exc:
-                context.log.warning(f"checking {source} failed, will retry next tick: {exc}")
+                context.log.warning(
+                    f"checking {redact(source)} failed, will retry next tick: {exc}"
+                )
                 notes.append(f"URL check failed: {exc}")
             else:
                 if identity != url_state.get("identity"):
-                    requests.append(_request(identity, source, "url"))
+                    requests.append(_request(identity, "", "url"))
                 url_state = {"identity": identity, "checked": time.time()}
 
     new_cursor = json.dumps({"seen": seen[-SEEN_LIMIT:], "sizes": sizes, "url": url_state})
@@ -99,9 +103,11 @@ def refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | d
     try:
         identity = url_identity(source, timeout=URL_TIMEOUT_SECONDS)
     except OSError as exc:
-        return dg.SkipReason(f"could not reach {source}: {exc}; next tick will try again")
-    if held is not None and held.source == source and identity in _identities(held):
-        return dg.SkipReason(f"{source} unchanged since dump {held.sha256[:12]} ({identity})")
+        return dg.SkipReason(f"could not reach {redact(source)}: {exc}; next tick will try again")
+    if held is not None and held.source == redact(source) and identity in _identities(held):
+        return dg.SkipReason(
+            f"{redact(source)} unchanged since dump {held.sha256[:12]} ({identity})"
+        )
     return dg.RunRequest(run_key=f"refresh-{identity}")
 
 

@@ -15,6 +15,7 @@ from nova_assets.lib.features import FAMILIES, build_vocabulary, labelled_rows_s
 from nova_assets.lib.markdown import table
 from nova_assets.lib.paths import data_paths
 from nova_assets.lib.predictions import population
+from nova_assets.lib.warehouse import transaction
 
 
 def features_dir() -> Path:
@@ -46,13 +47,13 @@ def feature_matrix(
     context: dg.AssetExecutionContext, config: FeatureConfig, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     dump = latest_dump()
-    with warehouse.connect(publish=["feature_vocabulary"]) as con:
+    with warehouse.connect(publish=["feature_vocabulary"]) as con, transaction(con):
         features = build_vocabulary(con, config.min_count)
         train = product_matrix(con, labelled_rows_sql("train"), features)
+        if len(train) == 0:
+            raise ValueError("no labelled training products: cannot build features")
         test = product_matrix(con, labelled_rows_sql("test"), features)
         unlabelled = population(con)
-    if len(train) == 0:
-        raise ValueError("no labelled training products: cannot build features")
     directory = features_dir()
     train.save(directory / "train.npz")
     test.save(directory / "test.npz")

@@ -3,9 +3,11 @@
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
-from nova_assets.defs.ingest.assets import latest_dump, off_dump
+from nova_assets.defs.ingest.assets import fetched_dump, latest_dump, off_dump
 from nova_assets.defs.resources import Warehouse
 from nova_assets.lib import markdown
+from nova_assets.lib.files import write_atomically
+from nova_assets.lib.paths import data_paths
 from nova_assets.lib.products import ingest_products
 from nova_assets.lib.split import TEST_PERCENT, extend_test_split
 
@@ -31,12 +33,12 @@ def _markdown_table(columns: list[str], rows: list[tuple]) -> str:
     pool="duckdb",
     description="Cleaned, typed OFF products, one row per code (latest last_modified_t wins); "
     "tags as VARCHAR[], nova_group 1..4 or NULL. Replaced atomically: a bad dump leaves the "
-    "previous table as it was.",
+    "previous table as it was, and only an accepted dump becomes the current one.",
 )
 def products(
     context: dg.AssetExecutionContext, config: ProductsConfig, warehouse: Warehouse
 ) -> dg.MaterializeResult:
-    dump = latest_dump()
+    dump = fetched_dump()
     with warehouse.connect(publish=["products", "dumps"]) as con:
         stats = ingest_products(con, dump, max_shrink=config.max_shrink)
         schema = con.execute("DESCRIBE products").fetchall()
@@ -48,6 +50,7 @@ def products(
             "SELECT coalesce(CAST(nova_group AS VARCHAR), 'unknown'), count(*) FROM products "
             "GROUP BY ALL ORDER BY 1"
         ).fetchall()
+    write_atomically(data_paths().latest_dump, dump.to_json())
     context.log.info(
         f"products: {stats.products:,} from {stats.lines_read:,} lines; skipped {stats.skipped_lines} "
         f"broken lines, {stats.duplicate_rows} duplicate rows, {stats.invalid_nova_groups} invalid groups"
@@ -63,6 +66,7 @@ def products(
             "rows_without_code": stats.rows_without_code,
             "duplicate_rows": stats.duplicate_rows,
             "invalid_nova_groups": stats.invalid_nova_groups,
+            "repaired_lines": stats.repaired_lines,
             "previous_row_count": stats.previous_products,
             "nova_groups": dg.MetadataValue.md(
                 _markdown_table(["nova_group", "products"], by_group)

@@ -13,7 +13,7 @@ from dagster import DagsterInstance
 
 from nova_assets.definitions import defs
 from nova_assets.lib.paths import REPO_ROOT, data_paths
-from nova_assets.lib.products import read_csv_sql
+from nova_assets.lib.products import EXTRA_FIELD, dump_header, read_csv_sql
 from nova_assets_tests.defs.graph import OUR_CODE, failure_text
 
 sys.path.insert(0, str(REPO_ROOT))
@@ -40,8 +40,9 @@ def shifted(source: Path, target: Path) -> Path:
     """The same dump with every nova_group 4 relabelled 3, still in OFF's TSV format."""
     with duckdb.connect() as con:
         con.execute(
-            f"COPY (SELECT * REPLACE (CASE WHEN nova_group = '4' THEN '3' ELSE nova_group END "
-            f"AS nova_group) FROM {read_csv_sql(str(source))}) TO '{target}' "
+            f"COPY (SELECT * EXCLUDE ({EXTRA_FIELD}) REPLACE (CASE WHEN nova_group = '4' THEN '3' "
+            f"ELSE nova_group END AS nova_group) "
+            f"FROM {read_csv_sql(str(source), dump_header(str(source)))}) TO '{target}' "
             "(FORMAT csv, DELIMITER '\t', QUOTE '', ESCAPE '', HEADER true)"
         )
     return target
