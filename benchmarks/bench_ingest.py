@@ -140,7 +140,7 @@ def run_floor(dump_path: Path, memory_limit: str, threads: int, workdir: Path) -
     """Only parse the dump with the identical `read_csv` options: the ceiling for ours."""
     import duckdb
 
-    from nova_assets.lib.products import dump_header, read_csv_sql
+    from nova_assets.lib.dump_format import dump_header, read_csv_sql
 
     baseline = _peak_rss_mb()
     cpu_started = _cpu_seconds()

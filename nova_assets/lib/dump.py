@@ -18,6 +18,7 @@ import json
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
 import urllib.error
@@ -29,8 +30,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from nova_assets.lib.dump_format import GZIP_MAGIC, DumpError, check_is_dump
+
 CHUNK = 1 << 20
-GZIP_MAGIC = b"\x1f\x8b"
 TEMP_PREFIX = ".incoming-"
 DUMP_NAME = re.compile(r"off_products_[0-9a-f]{16}\.tsv(\.gz)?")
 STALE_TEMP_SECONDS = 24 * 3600
@@ -40,10 +42,6 @@ USER_AGENT = "nova_assets-dump-fetcher/1"
 
 ProgressCallback = Callable[[int, int | None], None]
 """`progress(done_bytes, total_bytes_or_None)`."""
-
-
-class DumpError(ValueError):
-    """The dump cannot be used; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -265,6 +263,8 @@ class _Sink:
 
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
+        self.mode: int | None = None
+        """The permission bits of the local file copied, if it is one."""
         self.restart()
 
     def restart(self) -> None:
@@ -364,17 +364,25 @@ def _human(size: int) -> str:
 
 
 def _copy_local(source: str, sink: _Sink, ticker: _Ticker) -> tuple[None, None]:
+    """Copy a local dump: only a file that starts like a dump, never through a symbolic link
+    that leads out of its folder; its permissions bound the copy's."""
     path = Path(source).expanduser()
+    if path.is_symlink() and not path.resolve().is_relative_to(path.parent.resolve()):
+        raise DumpError(f"dump {source} is a symbolic link out of its folder: refused")
     if not path.is_file():
         raise DumpError(
             f"dump not found: {source} is not a file (set NOVA_DUMP_URL to a file or URL)"
         )
-    total = path.stat().st_size
-    ticker(0, total)
+    status = path.stat()
+    if status.st_size == 0:
+        raise DumpError(f"dump is empty: {source} has 0 bytes")
+    check_is_dump(str(path))
+    sink.mode = stat.S_IMODE(status.st_mode)
+    ticker(0, status.st_size)
     with path.open("rb") as src:
         while chunk := src.read(CHUNK):
             sink.write(chunk)
-            ticker(sink.size, total)
+            ticker(sink.size, status.st_size)
     return None, None
 
 
@@ -392,10 +400,11 @@ def _place(
         tmp.unlink()
         os.utime(target)
     else:
-        # mkstemp made it owner-only; a dump is data others on the machine may read.
+        # mkstemp made it owner-only; a dump is data others on the machine may read, unless
+        # the file it was copied from was not.
         umask = os.umask(0)
         os.umask(umask)
-        tmp.chmod(0o666 & ~umask)
+        tmp.chmod(0o666 & ~umask & (0o666 if sink.mode is None else sink.mode))
         tmp.replace(target)
     return Dump(str(target), sha, sink.size, source, sink.gzip is not None, etag, last_modified)
 

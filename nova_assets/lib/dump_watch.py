@@ -48,9 +48,16 @@ def describe(path: Path) -> Candidate:
 
 
 def list_candidates(directory: Path, extra: Path | None = None) -> list[Candidate]:
-    """Dump files in `directory` (plus the file `extra`, if it exists), oldest first."""
+    """Dump files in `directory` (plus the file `extra`, if it exists), oldest first; a
+    symbolic link that leads out of `directory` is no dump of it."""
     found = (
-        [describe(p) for p in directory.iterdir() if is_dump_name(p)] if directory.is_dir() else []
+        [
+            describe(p)
+            for p in directory.iterdir()
+            if is_dump_name(p) and p.resolve().is_relative_to(directory.resolve())
+        ]
+        if directory.is_dir()
+        else []
     )
     if extra is not None and extra.is_file():
         found.append(describe(extra))

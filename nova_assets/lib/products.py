@@ -7,13 +7,20 @@ transaction that is rolled back if anything looks wrong, so the last good table 
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from nova_assets.lib.dump import Dump, DumpError
+from nova_assets.lib.dump import Dump
+from nova_assets.lib.dump_format import (
+    DumpError,
+    broken_line_sql,
+    check_columns,
+    dump_header,
+    invalid_utf8_sql,
+    read_csv_sql,
+)
 from nova_assets.lib.nova_rules import (
     ADDITIVE_VARIANT_PATTERN,
     FLAVOURED_WATERS_CATEGORIES,
@@ -21,17 +28,8 @@ from nova_assets.lib.nova_rules import (
     WATERS_CATEGORY,
     markers_of,
 )
-from nova_assets.lib.warehouse import sql_list, sql_literal, sql_name, transaction
+from nova_assets.lib.warehouse import sql_list, sql_literal, transaction
 
-REQUIRED_COLUMNS = (
-    "code",
-    "last_modified_t",
-    "ingredients_tags",
-    "additives_tags",
-    "categories_tags",
-    "nova_group",
-)
-OPTIONAL_COLUMNS = ("product_name", "brands", "countries_tags", "created_t", "ingredients_text")
 TAG_COLUMNS = ("ingredients_tags", "additives_tags", "categories_tags", "countries_tags")
 
 PRODUCTS_DDL = """
@@ -85,66 +83,6 @@ class IngestStats:
     previous_products: int | None
     repaired_lines: int = 0
     """Lines kept with their invalid UTF-8 bytes replaced."""
-
-
-# Fields of a line past the header's: a line that has one is broken, even when DuckDB would
-# take its empty last field for a trailing delimiter.
-EXTRA_FIELD = "__extra_field"
-# No field is this string, so an empty field reads as '' and a field the line lacks as NULL.
-NO_NULL = "\x01no-null\x01"
-HEADER_LIMIT = 1 << 20
-
-
-def dump_header(path: str) -> list[str]:
-    """The header's column names, read by us (no sniffing, so a long or odd line further down
-    cannot make the dump unreadable)."""
-    with open(path, "rb") as raw:
-        gzipped = raw.read(2) == b"\x1f\x8b"
-    try:
-        with (gzip.open if gzipped else open)(path, "rb") as file:
-            line = file.readline(HEADER_LIMIT)
-    except (OSError, EOFError) as exc:
-        raise DumpError(f"dump {path} cannot be read: {exc}") from exc
-    if not line.endswith(b"\n"):
-        raise DumpError(
-            f"dump {path} has no header line (no line end in its first {HEADER_LIMIT:,} bytes)"
-        )
-    try:
-        names = line.rstrip(b"\r\n").decode("utf-8").split("\t")
-    except UnicodeDecodeError as exc:
-        raise DumpError(f"dump {path} has a header that is not UTF-8 text") from exc
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise DumpError(f"dump {path} repeats header column(s) {', '.join(repeated[:5])}")
-    return names
-
-
-def read_csv_sql(path: str, columns: list[str], *, rejects: bool = False) -> str:
-    """The one `read_csv` call for OFF dumps: tab-separated, no quoting, every field text, the
-    header's `columns` plus `EXTRA_FIELD`; lines short of fields are padded with NULL (see
-    `BROKEN_LINE`)."""
-    types = "{" + ", ".join(f"{sql_literal(c)}: 'VARCHAR'" for c in [*columns, EXTRA_FIELD]) + "}"
-    extra = ", store_rejects=true, rejects_table='dump_rejects', rejects_scan='dump_scans'"
-    return (
-        f"read_csv({sql_literal(path)}, delim='\\t', quote='', escape='', header=true, "
-        f"auto_detect=false, columns={types}, ignore_errors=true, null_padding=true, "
-        f"nullstr={sql_literal(NO_NULL)}{extra if rejects else ''})"
-    )
-
-
-def broken_line_sql(columns: list[str]) -> str:
-    """Whether a row of `read_csv_sql` came from a line with more or fewer fields than the
-    header: something in the extra field, or nothing at all in the last one."""
-    return f"({EXTRA_FIELD} IS NOT NULL OR {sql_name(columns[-1])} IS NULL)"
-
-
-def check_columns(columns: list[str]) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        raise DumpError(
-            f"dump lacks required column(s) {', '.join(missing)}; "
-            f"its header has {len(columns)} columns starting {', '.join(columns[:5])}"
-        )
 
 
 def _tags(column: str, present: set[str]) -> str:
@@ -265,23 +203,6 @@ def _staged_sql(source: str, columns: list[str], *, repaired: bool = False) -> s
     """
 
 
-def _invalid_utf8_sql(columns: list[str]) -> str:
-    """The lines rejected only for invalid UTF-8, as DuckDB keeps them (bad bytes replaced),
-    split into the header's columns: they are products like any other."""
-    used = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, columns[-1]]
-    fields = ", ".join(
-        f"fields[{i + 1}] AS {sql_name(c)}" for i, c in enumerate(columns) if c in used
-    )
-    return f"""(
-        SELECT {fields}, fields[{len(columns) + 1}] AS {EXTRA_FIELD}
-        FROM (
-            SELECT string_split(any_value(csv_line), chr(9)) AS fields
-            FROM dump_rejects GROUP BY scan_id, file_id, line
-            HAVING bool_and(error_type = 'INVALID ENCODING')
-        )
-    )"""
-
-
 def _setting(con: duckdb.DuckDBPyConnection, name: str) -> object:
     """A setting's current value, to put it back as it was."""
     return con.execute("SELECT current_setting(?)", [name]).fetchone()[0]
@@ -300,7 +221,7 @@ def ingest_products(
     if not Path(dump.path).is_file():
         raise DumpError(f"dump file {dump.path} does not exist")
     columns = dump_header(dump.path)
-    check_columns(columns)
+    check_columns(columns, dump.path)
 
     con.execute(DUMPS_DDL)
     con.execute(DUMPS_MIGRATION)
@@ -334,7 +255,7 @@ def _replace_products(
     con.execute("CREATE OR REPLACE TEMP TABLE staged_products AS " + _staged_sql(source, columns))
     con.execute(
         "INSERT INTO staged_products "
-        + _staged_sql(_invalid_utf8_sql(columns), columns, repaired=True)
+        + _staged_sql(invalid_utf8_sql(columns), columns, repaired=True)
     )
     lines_read, broken, rows_without_code, invalid, repaired = con.execute(
         """

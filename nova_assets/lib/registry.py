@@ -8,9 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import skops.io
+import yaml
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from sklearn.pipeline import Pipeline
+
+from nova_assets.lib.models import TRUSTED_TYPES
 
 EXPERIMENT = "nova"
 MODEL_NAME = "nova-group-classifier"
@@ -54,8 +59,33 @@ def champion_version(client: MlflowClient, name: str = MODEL_NAME) -> ModelVersi
         return None
 
 
-def load_pipeline(tracking_uri: str, model_uri: str):
-    """Load a logged sklearn Pipeline from the store at `tracking_uri`."""
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    return mlflow.sklearn.load_model(model_uri)
+class UntrustedModelError(RuntimeError):
+    """A model's files ask for something this code does not load."""
+
+
+def load_pipeline(tracking_uri: str, model_uri: str) -> Pipeline:
+    """Load a logged sklearn Pipeline from the store at `tracking_uri` with skops, trusting the
+    types listed in this code (TRUSTED_TYPES), never those the model's own files list, and
+    never unpickling: whoever can write to the store cannot make this run their code."""
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri, tracking_uri=tracking_uri, registry_uri=tracking_uri
+        )
+    )
+    flavor = (yaml.safe_load((local / "MLmodel").read_text()).get("flavors") or {}).get(
+        "sklearn"
+    ) or {}
+    if flavor.get("serialization_format") != "skops":
+        raise UntrustedModelError(
+            f"{model_uri} is serialised as {flavor.get('serialization_format')!r}, not skops: "
+            "refusing to unpickle it"
+        )
+    path = (local / str(flavor.get("pickled_model", ""))).resolve()
+    if not path.is_file() or not path.is_relative_to(local.resolve()):
+        raise UntrustedModelError(f"{model_uri} names a model file outside its own folder")
+    unknown = sorted(set(skops.io.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
+    if unknown:
+        raise UntrustedModelError(
+            f"{model_uri} holds types this code does not trust: {', '.join(unknown)}"
+        )
+    return skops.io.load(path, trusted=TRUSTED_TYPES)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nova_assets.lib.dump import Dump, DumpError, fetch_dump, progress_reporter
+from nova_assets.lib.dump import Dump, fetch_dump, progress_reporter
+from nova_assets.lib.dump_format import REQUIRED_COLUMNS, DumpError
 from nova_assets.lib.paths import SAMPLE_DUMP
 from nova_assets_tests.conftest import write_dump
 from nova_assets_tests.lib.http_server import DumpServer
@@ -52,11 +53,19 @@ def test_multi_member_gzip_is_accepted(tmp_path: Path, sample_lines):
     assert fetch_dump(str(src), tmp_path / "raw").gzipped
 
 
+HEADER = ("\t".join(REQUIRED_COLUMNS) + "\n").encode()
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         (b"", "empty"),
-        (gzip.compress(b"code\tnova_group\n" * 5000)[:200], "truncated gzip"),
+        (
+            gzip.compress(
+                HEADER + b"".join(b"%d\t%d\t\t\t\t4\n" % (i, i * 7) for i in range(5000))
+            )[:300],
+            "truncated gzip",
+        ),
         (b"\x1f\x8b" + b"not really gzip at all" * 10, "not a valid gzip"),
     ],
     ids=["empty", "truncated-gzip", "corrupt-gzip"],
@@ -69,6 +78,35 @@ def test_bad_files_are_refused_and_leave_nothing_behind(
     with pytest.raises(DumpError, match=message):
         fetch_dump(str(src), tmp_path / "raw")
     assert list((tmp_path / "raw").iterdir()) == []
+
+
+def test_a_file_that_is_not_a_dump_is_never_copied_nor_quoted(tmp_path: Path):
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$s3cr3t-hash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n")
+    secret.chmod(0o600)
+    with pytest.raises(DumpError, match="lacks required column") as error:
+        fetch_dump(str(secret), tmp_path / "raw")
+    assert "s3cr3t" not in str(error.value) and "19000" not in str(error.value)
+    assert files(tmp_path / "raw") == []
+
+
+def test_a_private_dump_stays_private(tmp_path: Path, sample_lines):
+    src = write_dump(tmp_path / "dump.tsv", sample_lines[:20])
+    src.chmod(0o600)
+    dump = fetch_dump(str(src), tmp_path / "raw")
+    assert Path(dump.path).stat().st_mode & 0o077 == 0
+
+
+def test_a_symlink_out_of_its_folder_is_refused(tmp_path: Path, sample_lines):
+    outside = write_dump(tmp_path / "elsewhere" / "dump.tsv", sample_lines[:20])
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "escape.tsv").symlink_to(outside)
+    with pytest.raises(DumpError, match="symbolic link out of its folder"):
+        fetch_dump(str(incoming / "escape.tsv"), tmp_path / "raw")
+    inside = write_dump(incoming / "real.tsv", sample_lines[:20])
+    (incoming / "alias.tsv").symlink_to(inside)
+    assert fetch_dump(str(incoming / "alias.tsv"), tmp_path / "raw").bytes == inside.stat().st_size
 
 
 def test_missing_path_names_the_path(tmp_path: Path):

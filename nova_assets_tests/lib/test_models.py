@@ -13,6 +13,7 @@ from nova_assets.lib.markers import rules_prediction
 from nova_assets.lib.model_input import ProductVectorizer, example_input
 from nova_assets.lib.models import TRUSTED_TYPES, fit_pipeline, predict
 from nova_assets.lib.reasons import explain
+from nova_assets.lib.registry import load_pipeline
 from nova_assets_tests.lib import synthetic
 
 
@@ -178,7 +179,7 @@ def test_every_candidate_survives_mlflow_logging_and_loading(kind, data, tmp_pat
     example = pd.concat([example_input(), example_input().drop(columns="product_name")])
     with mlflow.start_run(experiment_id=experiment):
         info = mlflow.sklearn.log_model(pipeline, name="model", skops_trusted_types=TRUSTED_TYPES)
-    loaded = mlflow.sklearn.load_model(info.model_uri)
+    loaded = load_pipeline(uri, info.model_uri)
     assert list(loaded.predict(example)) == list(pipeline.predict(example))
     assert np.array_equal(
         loaded.named_steps["classifier"].thresholds_, pipeline.named_steps["classifier"].thresholds_

@@ -5,10 +5,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from nova_assets.lib.dump import DumpError, fetch_dump
+from nova_assets.lib.dump import fetch_dump
+from nova_assets.lib.dump_format import REQUIRED_COLUMNS, DumpError
 from nova_assets.lib.nova_rules import BLANK_REASONS, blank_reason
 from nova_assets.lib.paths import SAMPLE_JSONL
-from nova_assets.lib.products import PRODUCTS_DDL, REQUIRED_COLUMNS, ingest_products
+from nova_assets.lib.products import PRODUCTS_DDL, ingest_products
 from nova_assets_tests.conftest import get_field, set_field, write_dump
 
 

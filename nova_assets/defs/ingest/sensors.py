@@ -48,7 +48,9 @@ def new_dump_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg
     requests: list[dg.RunRequest] = []
     notes: list[str] = []
 
-    files = list_candidates(data_paths().incoming, None if is_url(source) else Path(source))
+    incoming = data_paths().incoming
+    incoming.mkdir(parents=True, exist_ok=True)
+    files = list_candidates(incoming, None if is_url(source) else Path(source))
     stable, sizes = stable_candidates(files, cursor.get("sizes", {}), now_ns=time.time_ns())
     waiting = len(files) - len(stable)
     new = []

@@ -45,6 +45,20 @@ def incoming(data_dir, monkeypatch, tmp_path) -> Path:
     return data_paths().incoming
 
 
+def test_the_first_tick_makes_the_incoming_folder(incoming):
+    assert not incoming.exists()
+    requests, _, skip = tick()
+    assert requests == [] and skip.startswith("no new dump") and incoming.is_dir()
+
+
+def test_a_symlink_out_of_the_incoming_folder_is_ignored(incoming, tmp_path):
+    secret = drop(tmp_path / "private", "secret.tsv", b"code\n1\n")
+    incoming.mkdir(parents=True, exist_ok=True)
+    (incoming / "dump.tsv").symlink_to(secret)
+    requests, _, skip = tick()
+    assert requests == [] and skip.startswith("no new dump")
+
+
 def test_first_tick_launches_only_the_newest_dump(incoming):
     drop(incoming, "a.tsv", b"code\n1\n", OLD - 20)
     drop(incoming, "b.tsv.gz", b"code\n2\n", OLD - 10)

@@ -1,0 +1,52 @@
+import mlflow
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from nova_assets.lib.registry import UntrustedModelError, load_pipeline
+
+
+def shout(x):
+    """A function skops does not trust by default: it stands for any code in a model file."""
+    return x
+
+
+@pytest.fixture
+def store(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("t", artifact_location=(tmp_path / "a").as_uri())
+    return uri, experiment
+
+
+def log(store, model, **kwargs) -> str:
+    _, experiment = store
+    with mlflow.start_run(experiment_id=experiment):
+        return mlflow.sklearn.log_model(model, name="model", **kwargs).model_uri
+
+
+def fitted(*steps) -> Pipeline:
+    X, y = np.eye(4), np.array([1, 2, 3, 4])
+    return Pipeline([*steps, ("classifier", LogisticRegression())]).fit(X, y)
+
+
+def test_a_plain_sklearn_pipeline_loads(store):
+    pipeline = fitted()
+    loaded = load_pipeline(store[0], log(store, pipeline))
+    assert list(loaded.predict(np.eye(4))) == list(pipeline.predict(np.eye(4)))
+
+
+def test_types_the_model_itself_trusts_are_not_trusted_here(store):
+    pipeline = fitted(("f", FunctionTransformer(shout)))
+    uri = log(store, pipeline, skops_trusted_types=[f"{__name__}.shout"])
+    assert mlflow.sklearn.load_model(uri) is not None  # MLflow's loader takes the model's word
+    with pytest.raises(UntrustedModelError, match=r"does not trust: .*shout"):
+        load_pipeline(store[0], uri)
+
+
+def test_a_pickled_model_is_never_unpickled(store):
+    uri = log(store, fitted(), serialization_format="cloudpickle")
+    with pytest.raises(UntrustedModelError, match="'cloudpickle', not skops"):
+        load_pipeline(store[0], uri)
