@@ -10,14 +10,44 @@ import mlflow
 from dagster_mlflow import mlflow_tracking
 from mlflow import MlflowClient
 
-from nova_assets.lib import serving
+from nova_assets.defs.operations.dead_runs import reap_dead_runs
+from nova_assets.lib import run_lock, serving
 from nova_assets.lib import warehouse as wh
 from nova_assets.lib.dump import Dump, ProgressCallback, fetch_dump
 from nova_assets.lib.paths import data_paths, dump_source
 from nova_assets.lib.registry import EXPERIMENT, client_for, ensure_experiment
 
 
-class Warehouse(dg.ConfigurableResource):
+class RunLocked(dg.ConfigurableResource):
+    """A resource that makes its run the only one on the data dir: the first such resource a run
+    starts takes `run_lock` (waiting while another run holds it), the last one ends gives it
+    back, so runs started together by any means run one after the other. Taking it also clears
+    what dead runs left (see dead_runs.py). `run_lock` "" (a resource built by hand) takes none.
+    """
+
+    run_lock: str = ""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if not self.run_lock:
+            return
+        run_id = context.run.run_id if context.run else None
+        log = context.log.info if context.log else None
+        run_lock.hold(Path(self.run_lock), f"run {run_id}", log)
+        if context.instance is not None:
+            reaped = reap_dead_runs(context.instance, self.tracking_store(), current=run_id)
+            if reaped and log:
+                log(f"marked failed, their workers being gone: {', '.join(reaped)}")
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self.run_lock:
+            run_lock.let_go(Path(self.run_lock))
+
+    def tracking_store(self) -> str | None:
+        """The MLflow store whose orphaned runs to end, if this resource knows it."""
+        return None
+
+
+class Warehouse(RunLocked):
     """The DuckDB warehouse file. Connections close however a step ends, open read-only where
     a step only reads, and fail at once with a clear message if another process holds the file.
 
@@ -56,7 +86,7 @@ class Warehouse(dg.ConfigurableResource):
         return Path(self.serving_dir) if self.serving_dir else Path(self.path).parent / "serving"
 
 
-class DumpSource(dg.ConfigurableResource):
+class DumpSource(RunLocked):
     """Where the dump comes from (`NOVA_DUMP_URL`: http(s) URL or local path) and goes to.
 
     `keep`: dumps kept in raw_dir (the newest, plus the one in use). `attempts`: failed requests
@@ -98,10 +128,13 @@ class DumpSource(dg.ConfigurableResource):
         )
 
 
-class MlflowStore(dg.ConfigurableResource):
+class MlflowStore(RunLocked):
     """The MLflow tracking store and model registry, for steps that read or move versions."""
 
     tracking_uri: str
+
+    def tracking_store(self) -> str | None:
+        return self.tracking_uri
 
     def client(self) -> MlflowClient:
         return client_for(self.tracking_uri)
@@ -153,9 +186,14 @@ def resources() -> dg.Definitions:
                 path=str(paths.warehouse),
                 temp_directory=str(paths.duckdb_temp),
                 serving_dir=str(paths.serving),
+                run_lock=str(paths.run_lock),
             ),
-            "dump_source": DumpSource(url=dump_source(), raw_dir=str(paths.raw)),
-            "mlflow_store": MlflowStore(tracking_uri=paths.mlflow_tracking_uri),
+            "dump_source": DumpSource(
+                url=dump_source(), raw_dir=str(paths.raw), run_lock=str(paths.run_lock)
+            ),
+            "mlflow_store": MlflowStore(
+                tracking_uri=paths.mlflow_tracking_uri, run_lock=str(paths.run_lock)
+            ),
             "mlflow": mlflow_tracking_run.configured(
                 {
                     "experiment_name": EXPERIMENT,

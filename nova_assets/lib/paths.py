@@ -37,6 +37,11 @@ class DataPaths:
         return self.raw / "latest.json"
 
     @property
+    def run_lock(self) -> Path:
+        """Held by the one run at work on this data dir (see lib/run_lock.py)."""
+        return self.root / "run.lock"
+
+    @property
     def warehouse(self) -> Path:
         return self.root / "warehouse.duckdb"
 

@@ -59,6 +59,23 @@ def champion_version(client: MlflowClient, name: str = MODEL_NAME) -> ModelVersi
         return None
 
 
+def artifact_location(client: MlflowClient, model_uri: str) -> str:
+    """Where the files of `model_uri` are (models:/NAME/VERSION, models:/NAME@ALIAS, a logged
+    model's models:/m-ID, or any artifact URI), asked of `client`'s store: MLflow's own
+    resolution of models:/ URIs reads the process-wide registry URI instead."""
+    if not model_uri.startswith("models:/"):
+        return model_uri
+    path = model_uri.removeprefix("models:/").strip("/")
+    if "@" in path:
+        name, alias = path.split("@", 1)
+        version = client.get_model_version_by_alias(name, alias).version
+        return client.get_model_version_download_uri(name, version)
+    if "/" in path:
+        name, version = path.split("/", 1)
+        return client.get_model_version_download_uri(name, version)
+    return client.get_logged_model(path).artifact_location
+
+
 class UntrustedModelError(RuntimeError):
     """A model's files ask for something this code does not load."""
 
@@ -67,10 +84,9 @@ def load_pipeline(tracking_uri: str, model_uri: str) -> Pipeline:
     """Load a logged sklearn Pipeline from the store at `tracking_uri` with skops, trusting the
     types listed in this code (TRUSTED_TYPES), never those the model's own files list, and
     never unpickling: whoever can write to the store cannot make this run their code."""
+    location = artifact_location(client_for(tracking_uri), model_uri)
     local = Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, tracking_uri=tracking_uri, registry_uri=tracking_uri
-        )
+        mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=tracking_uri)
     )
     flavor = (yaml.safe_load((local / "MLmodel").read_text()).get("flavors") or {}).get(
         "sklearn"

@@ -46,6 +46,16 @@ def test_asset_graph_matches_its_snapshot(data_dir):
     )
 
 
+def test_the_asset_graph_picture_shows_every_asset(data_dir):
+    """docs/asset_graph.png is taken with docs/asset_graph.json listing what it shows."""
+    shown = json.loads((REPO_ROOT / "docs" / "asset_graph.json").read_text())["assets"]
+    current = sorted(key.path[-1] for key in defs().resolve_all_asset_keys())
+    assert shown == current, (
+        "docs/asset_graph.png is stale: UPDATE_SCREENSHOTS=1 uv run pytest "
+        "nova_assets_tests/e2e/test_browser.py"
+    )
+
+
 def test_every_asset_is_described_grouped_and_typed(data_dir):
     for key, node in graph_snapshot(defs()).items():
         assert node["has_description"] and node["group"] != "default" and node["kinds"], key
@@ -66,7 +76,7 @@ def test_warehouse_writers_share_the_duckdb_pool(data_dir):
 def test_sensors_and_schedule_run_by_default(data_dir):
     definitions = defs()
     sensors = {s.name: s for s in definitions.sensors}
-    assert set(sensors) == {"new_dump_sensor", "nova_automation_sensor"}
+    assert set(sensors) == {"new_dump_sensor", "nova_automation_sensor", "dead_run_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     (schedule,) = definitions.schedules
     assert schedule.name == "refresh_schedule"
@@ -81,6 +91,8 @@ def test_instance_settings_allow_one_run_and_one_warehouse_step(tmp_path):
         config = instance.get_concurrency_config()
         assert config.run_queue_config.max_concurrent_runs == 1
         assert config.pool_config.default_pool_limit == 1
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
 
 
 def test_executor_is_in_process(data_dir):

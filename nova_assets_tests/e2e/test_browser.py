@@ -6,8 +6,10 @@ and the confusion matrix). With UPDATE_SCREENSHOTS=1 it also refreshes docs/asse
 the README's picture; otherwise a test run leaves the repository as it found it.
 """
 
+import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from nova_assets_tests.e2e.dagster_dev import DagsterDev
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium")
 # Debian's Chromium: Playwright must never download a browser, and the machine has no network.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -117,6 +119,10 @@ def test_graph_materialize_all_and_the_evaluation_report(tmp_path):
             if os.environ.get("UPDATE_SCREENSHOTS") == "1":
                 (REPO_ROOT / "docs").mkdir(exist_ok=True)
                 page.screenshot(path=REPO_ROOT / "docs" / "asset_graph.png")
+                # What the picture shows, for the test that says when it is stale.
+                (REPO_ROOT / "docs" / "asset_graph.json").write_text(
+                    json.dumps({"assets": sorted(ASSETS)}, indent=2) + "\n"
+                )
 
             page.goto(f"{dev.url}/assets/evaluation_report")
             page.get_by_text("Show Markdown").click()

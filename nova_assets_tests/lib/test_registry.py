@@ -50,3 +50,14 @@ def test_a_pickled_model_is_never_unpickled(store):
     uri = log(store, fitted(), serialization_format="cloudpickle")
     with pytest.raises(UntrustedModelError, match="'cloudpickle', not skops"):
         load_pipeline(store[0], uri)
+
+
+def test_loading_asks_the_given_store_not_the_process_wide_one(store, tmp_path):
+    pipeline = fitted()
+    uri = log(store, pipeline)
+    version = mlflow.register_model(uri, "m").version
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    for model_uri in (f"models:/m/{version}", uri):
+        loaded = load_pipeline(store[0], model_uri)
+        assert list(loaded.predict(np.eye(4))) == list(pipeline.predict(np.eye(4)))
