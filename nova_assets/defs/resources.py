@@ -1,4 +1,4 @@
-"""The platform's resources: the DuckDB warehouse, the dump source and MLflow tracking."""
+"""The platform's resources: the DuckDB warehouse, the dump source and the MLflow store."""
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -7,7 +7,6 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import mlflow
-from dagster_mlflow import mlflow_tracking
 from mlflow import MlflowClient
 
 from nova_assets.defs.operations.dead_runs import reap_dead_runs
@@ -15,7 +14,7 @@ from nova_assets.lib import run_lock, serving
 from nova_assets.lib import warehouse as wh
 from nova_assets.lib.dump import Dump, ProgressCallback, fetch_dump
 from nova_assets.lib.paths import data_paths, dump_source
-from nova_assets.lib.registry import EXPERIMENT, client_for, ensure_experiment
+from nova_assets.lib.registry import client_for, ensure_experiment
 
 
 class RunLocked(dg.ConfigurableResource):
@@ -129,52 +128,42 @@ class DumpSource(RunLocked):
 
 
 class MlflowStore(RunLocked):
-    """The MLflow tracking store and model registry, for steps that read or move versions."""
+    """The MLflow tracking store and model registry: the training's run, and the versions steps
+    read or move. `ui_url` and `dagster_ui_url` make the links between the two UIs."""
 
     tracking_uri: str
-
-    def tracking_store(self) -> str | None:
-        return self.tracking_uri
+    artifact_location: str = ""
+    ui_url: str = "http://127.0.0.1:5000"
+    dagster_ui_url: str = "http://127.0.0.1:3000"
 
     def client(self) -> MlflowClient:
         return client_for(self.tracking_uri)
 
+    def tracking_store(self) -> str | None:
+        return self.tracking_uri
 
-@dg.resource(
-    config_schema={
-        "experiment_name": str,
-        "mlflow_tracking_uri": str,
-        "artifact_location": str,
-    },
-    description="dagster-mlflow's mlflow_tracking, with the experiment's artifacts under the data "
-    "dir, and a run that never stays RUNNING after the Dagster run.",
-)
-def mlflow_tracking_run(init_context: dg.InitResourceContext):
-    config = init_context.resource_config
-    ensure_experiment(
-        config["mlflow_tracking_uri"], Path(config["artifact_location"]), config["experiment_name"]
-    )
-    with contextmanager(mlflow_tracking.resource_fn)(init_context) as tracking:
-        try:
-            yield tracking
-        finally:
-            if mlflow.active_run() is not None:
-                mlflow.end_run(status="FAILED")
-            run_id = tracking.mlflow_run_id
-            if run_id and tracking.tracking_client.get_run(run_id).info.status == "RUNNING":
-                tracking.tracking_client.set_terminated(run_id, status="FAILED")
+    @contextmanager
+    def training_run(self, context: dg.AssetExecutionContext) -> Iterator[mlflow.ActiveRun]:
+        """This step's MLflow run, active for MLflow's fluent API (nested trial runs, logged
+        models): named after the asset and the Dagster run, tagged with a link back to it, and
+        ended FINISHED, or FAILED on any error. Only a step that trains starts one, so a launch
+        that fails before leaves no empty run."""
+        experiment_id = ensure_experiment(self.tracking_uri, Path(self.artifact_location))
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        run_id = context.run.run_id
+        tags = {
+            "dagster_run_id": run_id,
+            "dagster_run_url": f"{self.dagster_ui_url}/runs/{run_id}",
+            "dagster_asset": context.asset_key.to_user_string(),
+        }
+        name = f"{context.asset_key.to_user_string()} {run_id[:8]}"
+        with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+            yield run
 
-
-@contextmanager
-def tracked_run(tracking) -> Iterator[mlflow.ActiveRun]:
-    """Make this Dagster run's MLflow run active, and end it FINISHED, or FAILED on an error."""
-    run = mlflow.active_run() or mlflow.start_run(run_id=tracking.mlflow_run_id)
-    try:
-        yield run
-    except BaseException:
-        mlflow.end_run(status="FAILED")
-        raise
-    mlflow.end_run(status="FINISHED")
+    def run_url(self, run: mlflow.entities.Run) -> str:
+        """The run's page in the MLflow UI."""
+        return f"{self.ui_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
 
 @dg.definitions
@@ -192,14 +181,9 @@ def resources() -> dg.Definitions:
                 url=dump_source(), raw_dir=str(paths.raw), run_lock=str(paths.run_lock)
             ),
             "mlflow_store": MlflowStore(
-                tracking_uri=paths.mlflow_tracking_uri, run_lock=str(paths.run_lock)
-            ),
-            "mlflow": mlflow_tracking_run.configured(
-                {
-                    "experiment_name": EXPERIMENT,
-                    "mlflow_tracking_uri": paths.mlflow_tracking_uri,
-                    "artifact_location": str(paths.mlflow_artifacts),
-                }
+                tracking_uri=paths.mlflow_tracking_uri,
+                artifact_location=str(paths.mlflow_artifacts),
+                run_lock=str(paths.run_lock),
             ),
         }
     )

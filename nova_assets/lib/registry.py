@@ -25,20 +25,44 @@ MODEL_INPUT = "model_input"
 """Version tag naming the input a version takes, set last when it is registered: a version
 without it was cut short, or predates products with names and evidence."""
 CURRENT_INPUT = "products-v2"
+TRAINING_FINGERPRINT = "training_fingerprint"
+"""Version tag: the dump, features, settings and code it was trained from (see
+tracking.training_fingerprint)."""
 
 
 def takes_current_input(version: ModelVersion) -> bool:
     return version.tags.get(MODEL_INPUT) == CURRENT_INPUT
 
 
+EXPERIMENT_TAGS = {
+    # Opens the MLflow UI on runs and models, not on GenAI traces.
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.note.content": "nova_assets: one run per training of the NOVA group classifier "
+    "(nested runs: the candidates tried), with the evaluation report of the version it "
+    "registered. Each run is tagged with the Dagster run that made it.",
+}
+MODEL_DESCRIPTION = (
+    "Predicts a food product's NOVA group (1 unprocessed ... 4 ultra-processed) from its Open "
+    "Food Facts ingredients, additives and categories tags, name and partial-ingredients flag; "
+    "calibrated per evidence state. Alias 'champion': the version nova_predictions serves."
+)
+
+
 def ensure_experiment(tracking_uri: str, artifact_root: Path, name: str = EXPERIMENT) -> str:
-    """Create the experiment with its artifacts under the data dir (MLflow's default is ./mlruns)."""
-    client = MlflowClient(tracking_uri=tracking_uri)
+    """The experiment, created with its artifacts under the data dir (MLflow's default is
+    ./mlruns), its kind and its description."""
+    client = client_for(tracking_uri)
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    artifact_root.mkdir(parents=True, exist_ok=True)
-    return client.create_experiment(name, artifact_location=artifact_root.resolve().as_uri())
+    if experiment is None:
+        artifact_root.mkdir(parents=True, exist_ok=True)
+        experiment_id = client.create_experiment(
+            name, artifact_location=artifact_root.resolve().as_uri(), tags=EXPERIMENT_TAGS
+        )
+        return experiment_id
+    for key, value in EXPERIMENT_TAGS.items():
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
@@ -48,6 +72,17 @@ def client_for(tracking_uri: str) -> MlflowClient:
 def latest_version(client: MlflowClient, name: str = MODEL_NAME) -> ModelVersion | None:
     """The newest whole version that takes today's input (see MODEL_INPUT)."""
     versions = client.search_model_versions(f"name = '{name}'", max_results=1000)
+    whole = [v for v in versions if takes_current_input(v)]
+    return max(whole, key=lambda v: int(v.version), default=None)
+
+
+def version_trained_as(
+    client: MlflowClient, fingerprint: str, name: str = MODEL_NAME
+) -> ModelVersion | None:
+    """The newest whole version trained from the same dump, features, settings and code."""
+    versions = client.search_model_versions(
+        f"name = '{name}' and tags.{TRAINING_FINGERPRINT} = '{fingerprint}'", max_results=1000
+    )
     whole = [v for v in versions if takes_current_input(v)]
     return max(whole, key=lambda v: int(v.version), default=None)
 

@@ -3,6 +3,7 @@ registered pipelines with their signature, version tags, and the report's figure
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
@@ -20,7 +21,14 @@ from nova_assets.lib.evidence import SLICES
 from nova_assets.lib.model_input import INPUT_COLUMNS, NAME_COLUMN, PARTIAL_COLUMN, example_input
 from nova_assets.lib.models import TRUSTED_TYPES, predict
 from nova_assets.lib.paths import REPO_ROOT
-from nova_assets.lib.registry import CHALLENGER, CURRENT_INPUT, MODEL_INPUT, MODEL_NAME
+from nova_assets.lib.registry import (
+    CHALLENGER,
+    CURRENT_INPUT,
+    MODEL_DESCRIPTION,
+    MODEL_INPUT,
+    MODEL_NAME,
+    TRAINING_FINGERPRINT,
+)
 from nova_assets.lib.training import Trained, Trial
 
 SIGNATURE = ModelSignature(
@@ -73,12 +81,39 @@ class Registered:
     train_accuracy: float
 
 
+def code_fingerprint() -> str:
+    """The sha256 of the code that turns features into a model (this package's lib/)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def training_fingerprint(settings: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """What makes a training what it is: the dump, the features, the settings and the code.
+    Two trainings with one fingerprint make the same model, so the second is not done."""
+    made_of = {
+        "settings": settings,
+        "dump_sha256": manifest["dump_sha256"],
+        "min_count": manifest["min_count"],
+        "features": manifest["features"],
+        "slice_weights": manifest["slice_weights"],
+        "code": code_fingerprint(),
+    }
+    return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()
+
+
 def register(
-    trained: Trained, manifest: dict[str, Any], train_matrix, dagster_run_id: str
+    trained: Trained,
+    manifest: dict[str, Any],
+    train_matrix,
+    dagster_run_id: str,
+    fingerprint: str,
 ) -> Registered:
     """Log the chosen model and the reference to the active run, register the model with its
-    version tags and the alias `challenger`. The version is tagged last with `model_input`, so
-    a version cut short by a crash is never taken for a whole one."""
+    version tags and the alias `challenger`, and describe the registered model. The version is
+    tagged last with `model_input`, so a version cut short by a crash is never taken for a
+    whole one."""
     chosen = trained.chosen
     mlflow.log_params({"model": chosen.kind, **{f"model_{k}": v for k, v in chosen.params.items()}})
     mlflow.log_metrics(
@@ -125,11 +160,13 @@ def register(
         "git_commit": git_commit(),
         "reference_model_uri": reference_info.model_uri,
         "dagster_run_id": dagster_run_id,
+        TRAINING_FINGERPRINT: fingerprint,
         MODEL_INPUT: CURRENT_INPUT,
     }
     for key, value in tags.items():
         client.set_model_version_tag(MODEL_NAME, version, key, str(value))
     client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
+    client.update_registered_model(MODEL_NAME, description=MODEL_DESCRIPTION)
     return Registered(version, info.run_id, reference_info.model_uri, train_accuracy)
 
 

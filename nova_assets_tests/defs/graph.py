@@ -15,7 +15,9 @@ from nova_assets.lib.registry import CHAMPION, EXPERIMENT, MODEL_NAME
 OUR_CODE = str(Path(__file__).resolve().parents[2] / "nova_assets")
 
 
-def run_graph(instance: DagsterInstance, selection: list[str] | None = None):
+def run_graph(
+    instance: DagsterInstance, selection: list[str] | None = None, run_config: dict | None = None
+):
     """Materialize every asset (or `selection`) with the definitions as the environment sets them.
 
     Returns the result and the deprecation warnings raised from the project's own code.
@@ -25,7 +27,7 @@ def run_graph(instance: DagsterInstance, selection: list[str] | None = None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = job.execute_in_process(
-            instance=instance, raise_on_error=False, asset_selection=keys
+            instance=instance, raise_on_error=False, asset_selection=keys, run_config=run_config
         )
     ours = [
         f"{w.filename}:{w.lineno} {w.message}"

@@ -145,6 +145,15 @@ def test_mlflow_run_finished_version_registered_and_champion(graph):
     assert version.tags["model_kind"] == run.data.params["model"]
     assert len(version.tags["git_commit"]) == 40 or version.tags["git_commit"] == "unknown"
     assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(data_paths().root)
+    # Linked both ways, named and described.
+    assert run.info.run_name == f"nova_model {graph['result'].run_id[:8]}"
+    assert run.data.tags["dagster_run_url"].endswith(f"/runs/{graph['result'].run_id}")
+    model = materialization(graph["result"], "nova_model").metadata
+    assert model["mlflow_run"].value.endswith(f"/runs/{run.info.run_id}")
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.tags["mlflow.note.content"]
+    assert client.get_registered_model(MODEL_NAME).description
 
 
 def test_report_files_and_metadata(graph):
@@ -174,25 +183,38 @@ def test_report_files_and_metadata(graph):
     assert (data_paths().reports / "reliability.png").stat().st_size > 1000
 
 
-def test_same_dump_again_makes_a_tied_version_and_keeps_the_champion(graph):
+def materialization(result, asset: str):
+    return next(
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[-1] == asset
+    )
+
+
+def test_same_dump_code_and_settings_again_make_no_new_version(graph):
     before = warehouse_state()
+    runs_before = len(mlflow_runs())
     result, _ = run_graph(graph["instance"])
     assert result.success, failure_text(result)
-    assert registry_state() == {"versions": [1, 2], "champion": "1"}
-    client = MlflowClient(tracking_uri=data_paths().mlflow_tracking_uri)
-    assert str(client.get_model_version_by_alias(MODEL_NAME, "challenger").version) == "2"
+    assert registry_state() == {"versions": [1], "champion": "1"}
+    assert materialization(result, "nova_model").metadata["status"].value.startswith("unchanged")
+    assert len(mlflow_runs()) == runs_before  # no training, so no MLflow run
     after = warehouse_state()
     for table in ("products", "test_split", "feature_vocabulary"):
         assert after[table] == before[table], table
     assert (
         after["dumps"][0] == before["dumps"][0] == 1
     )  # the same dump: its row is refreshed, not added
-    champion = next(
-        e
-        for e in result.get_asset_materialization_events()
-        if e.asset_key.path[-1] == "champion_model"
-    )
-    assert champion.materialization.metadata["action"].value == "kept"
+
+
+def test_other_settings_make_a_tied_version_and_keep_the_champion(graph):
+    settings = {"ops": {"nova_model": {"config": {"C": [0.3, 1.0, 3.0]}}}}
+    result, _ = run_graph(graph["instance"], run_config=settings)
+    assert result.success, failure_text(result)
+    assert registry_state() == {"versions": [1, 2], "champion": "1"}
+    client = MlflowClient(tracking_uri=data_paths().mlflow_tracking_uri)
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "challenger").version) == "2"
+    assert materialization(result, "champion_model").metadata["action"].value == "kept"
     assert all(r.info.status == "FINISHED" for r in mlflow_runs())
 
 
@@ -311,9 +333,8 @@ def test_bad_dump_fails_clearly_and_changes_nothing(graph, sample_lines, case):
     assert warehouse_state() == before_tables
     assert registry_state() == before_registry
     runs = mlflow_runs()
-    assert len(runs) == runs_before + 1
+    assert len(runs) == runs_before  # it failed before training: no empty MLflow run
     assert all(r.info.status != "RUNNING" for r in runs)
-    assert runs[0].info.status == "FAILED"
     assert current_dump() == current and Path(current.path).exists()
 
 

@@ -5,13 +5,13 @@ import mlflow
 
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.ml.features import feature_matrix, features_dir, read_manifest
-from nova_assets.defs.resources import tracked_run
+from nova_assets.defs.resources import MlflowStore
 from nova_assets.lib.candidates import MODEL_KINDS
 from nova_assets.lib.features import ProductMatrix
 from nova_assets.lib.models import GROUP_1_PRECISION, PRECISION_TARGET
-from nova_assets.lib.registry import CHALLENGER, MODEL_NAME
+from nova_assets.lib.registry import CHALLENGER, MODEL_NAME, version_trained_as
 from nova_assets.lib.split import validation_mask
-from nova_assets.lib.tracking import log_trial, register
+from nova_assets.lib.tracking import log_trial, register, training_fingerprint
 from nova_assets.lib.training import Calibration, train, trials_table
 
 DEFAULT_CANDIDATES = [
@@ -56,7 +56,6 @@ class ModelConfig(dg.Config):
     group_name="ml",
     automation_condition=follows_changed_dump(),
     kinds={"sklearn", "mlflow"},
-    required_resource_keys={"mlflow"},
     description="A scikit-learn Pipeline (raw products in, NOVA group out): the best candidate "
     "(reference naive Bayes, a logistic regression with OFF's markers, one logistic regression "
     "per evidence state trained with evidence hidden, reading product names too) on validation "
@@ -64,7 +63,9 @@ class ModelConfig(dg.Config):
     f"thresholds; logged with every trial to MLflow and registered as {MODEL_NAME} "
     f"('{CHALLENGER}').",
 )
-def nova_model(context: dg.AssetExecutionContext, config: ModelConfig) -> dg.MaterializeResult:
+def nova_model(
+    context: dg.AssetExecutionContext, config: ModelConfig, mlflow_store: MlflowStore
+) -> dg.MaterializeResult:
     unknown = sorted(set(config.candidates) - set(MODEL_KINDS))
     if unknown or not config.candidates:
         raise ValueError(
@@ -73,7 +74,21 @@ def nova_model(context: dg.AssetExecutionContext, config: ModelConfig) -> dg.Mat
     matrix = ProductMatrix.load(features_dir() / "train.npz")
     manifest = read_manifest()
     grids = {"C": config.C, "alpha": config.alpha, "max_depth": config.max_depth}
-    with tracked_run(context.resources.mlflow) as run:
+    fingerprint = training_fingerprint(config.model_dump(), manifest)
+    same = version_trained_as(mlflow_store.client(), fingerprint)
+    if same is not None:
+        context.log.info(
+            f"{MODEL_NAME} v{same.version} was trained from the same dump, features, settings "
+            "and code: nothing to train"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "status": f"unchanged: same dump, settings and code as v{same.version}",
+                "model_version": same.version,
+                "model_uri": f"models:/{MODEL_NAME}/{same.version}",
+            }
+        )
+    with mlflow_store.training_run(context) as run:
         mlflow_params(config, grids, manifest, len(matrix))
         trained = train(
             config.candidates,
@@ -87,7 +102,7 @@ def nova_model(context: dg.AssetExecutionContext, config: ModelConfig) -> dg.Mat
             calibration=Calibration(config.precision_target, config.group_1_precision),
             on_trial=log_trial,
         )
-        registered = register(trained, manifest, matrix, context.run.run_id)
+        registered = register(trained, manifest, matrix, context.run.run_id, fingerprint)
     chosen = trained.chosen
     context.log.info(
         f"registered {MODEL_NAME} v{registered.version} ({chosen.kind} {chosen.params}, "
@@ -103,7 +118,9 @@ def nova_model(context: dg.AssetExecutionContext, config: ModelConfig) -> dg.Mat
             "refit_seconds": round(trained.refit_seconds, 2),
             "fit_rows": trained.fit_rows,
             "trials": dg.MetadataValue.md(trials_table(trained)),
+            "status": "trained",
             "mlflow_run_id": run.info.run_id,
+            "mlflow_run": dg.MetadataValue.url(mlflow_store.run_url(run)),
             "model_uri": f"models:/{MODEL_NAME}/{registered.version}",
             "reference_model_uri": registered.reference_uri,
             "train_rows": len(matrix),

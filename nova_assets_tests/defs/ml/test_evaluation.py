@@ -41,12 +41,14 @@ SECTIONS = (
 MODELS = ("model", "rules", "reference", "majority")
 
 
-def materialize(instance: DagsterInstance, selection: list[str] | None = None):
+def materialize(
+    instance: DagsterInstance, selection: list[str] | None = None, model: dict = FAST_MODEL
+):
     """Run the graph (or `selection`) with the fast model config; also return our deprecations."""
     job = defs().resolve_implicit_global_asset_job_def()
     keys = [dg.AssetKey(k) for k in selection] if selection else None
     run_config = (
-        {"ops": {"nova_model": {"config": FAST_MODEL}}}
+        {"ops": {"nova_model": {"config": model}}}
         if selection is None or "nova_model" in selection
         else {}
     )
@@ -74,8 +76,8 @@ def materialize(instance: DagsterInstance, selection: list[str] | None = None):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The sample materialized once (v1 becomes champion), then a second model v2 evaluated
-    against that champion."""
+    """The sample materialized once (v1 becomes champion), then a second model v2 (the same
+    settings would make none) evaluated against that champion."""
     root = tmp_path_factory.mktemp("evaluation")
     # Loading a model points MLflow (and MLFLOW_TRACKING_URI) at this module's store;
     # conftest's module-scoped guard, set up before this fixture, puts it back afterwards.
@@ -86,7 +88,10 @@ def runs(tmp_path_factory):
         with DagsterInstance.ephemeral() as instance:
             first = materialize(instance)
             first_md = (data_paths().reports / "evaluation.md").read_text()
-            second = materialize(instance, ["nova_model", "evaluation_report"])
+            # Another setting that converges to the same model: a second version, tied.
+            second = materialize(
+                instance, ["nova_model", "evaluation_report"], {**FAST_MODEL, "max_iter": 5000}
+            )
             yield {"first": first, "first_md": first_md, "second": second}
 
 
