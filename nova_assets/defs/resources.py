@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from nova_assets.defs.operations.dead_runs import reap_dead_runs
 from nova_assets.lib import run_lock, serving
 from nova_assets.lib import warehouse as wh
-from nova_assets.lib.dump import Dump, ProgressCallback, fetch_dump
+from nova_assets.lib.dump import Dump, ProgressCallback, fetch_dump, remove_partial_downloads
 from nova_assets.lib.paths import data_paths, dump_source
 from nova_assets.lib.registry import client_for, ensure_experiment
 
@@ -111,7 +111,12 @@ class DumpSource(RunLocked):
         in_use: Dump | None = None,
     ) -> Dump:
         """The dump at `source` (default `url`); `previous` itself when the server says it has
-        not changed (304). Pruning spares `previous` and `in_use` (the tables' dump)."""
+        not changed (304). Pruning spares `previous` and `in_use` (the tables' dump). Holding the
+        run lock, it first deletes what downloads of dead runs left: no other can be running."""
+        if self.run_lock:
+            for path in remove_partial_downloads(Path(self.raw_dir)):
+                if log is not None:
+                    log(f"deleted {path.name}, a download a dead run left")
         return fetch_dump(
             source or self.url,
             Path(self.raw_dir),

@@ -184,6 +184,17 @@ def fetch_dump(
     return dump
 
 
+def remove_partial_downloads(raw_dir: Path) -> list[Path]:
+    """Delete every temp file of a download in `raw_dir`; only for a caller that knows no
+    download is running (one holding the run lock). Returns what it deleted."""
+    if not raw_dir.is_dir():
+        return []
+    removed = [p for p in raw_dir.iterdir() if p.name.startswith(TEMP_PREFIX)]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
 def prune_dumps(raw_dir: Path, keep: int, *, protect: Iterable[str | Path] = ()) -> list[Path]:
     """Delete all but the `keep` newest dumps (by mtime) so raw/ does not fill the disk.
 

@@ -1,12 +1,14 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
 
-from nova_assets.defs.resources import Warehouse
+from nova_assets.defs.resources import DumpSource, Warehouse
 from nova_assets.lib.warehouse import WarehouseLockedError
+from nova_assets_tests.conftest import write_dump
 
 HOLD = """
 import sys, time, duckdb
@@ -58,3 +60,18 @@ def test_read_only_on_a_missing_warehouse_says_what_to_do(tmp_path):
         warehouse.connect(read_only=True),
     ):
         pass
+
+
+def test_a_run_holding_the_lock_deletes_downloads_dead_runs_left(tmp_path, sample_lines):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / ".incoming-dead").write_bytes(b"1.35 GB, say")
+    said: list[str] = []
+    source = DumpSource(
+        url=str(write_dump(tmp_path / "d.tsv", sample_lines[:20])),
+        raw_dir=str(raw),
+        run_lock=str(tmp_path / "run.lock"),
+    )
+    dump = source.fetch(log=said.append)
+    assert sorted(p.name for p in raw.iterdir()) == [Path(dump.path).name]
+    assert any(".incoming-dead" in m for m in said)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nova_assets.lib.dump import Dump, fetch_dump, progress_reporter
+from nova_assets.lib.dump import Dump, fetch_dump, progress_reporter, remove_partial_downloads
 from nova_assets.lib.dump_format import REQUIRED_COLUMNS, DumpError
 from nova_assets.lib.paths import SAMPLE_DUMP
 from nova_assets_tests.conftest import write_dump
@@ -107,6 +107,15 @@ def test_a_symlink_out_of_its_folder_is_refused(tmp_path: Path, sample_lines):
     inside = write_dump(incoming / "real.tsv", sample_lines[:20])
     (incoming / "alias.tsv").symlink_to(inside)
     assert fetch_dump(str(incoming / "alias.tsv"), tmp_path / "raw").bytes == inside.stat().st_size
+
+
+def test_partial_downloads_are_removed_and_dumps_kept(tmp_path: Path, sample_lines):
+    raw = tmp_path / "raw"
+    dump = fetch_dump(str(write_dump(tmp_path / "d.tsv", sample_lines[:20])), raw)
+    partial = raw / ".incoming-abc123"
+    partial.write_bytes(b"half a dump")
+    assert remove_partial_downloads(raw) == [partial]
+    assert files(raw) == [Path(dump.path).name]
 
 
 def test_missing_path_names_the_path(tmp_path: Path):
