@@ -26,9 +26,9 @@ OPTIONAL_COLUMNS = (NAME_COLUMN, PARTIAL_COLUMN)
 EXPECTED = (
     "each product needs the columns "
     + ", ".join(INPUT_COLUMNS)
-    + ', each a list of OFF tags such as ["en:sugar", "en:palm-oil"] (or one comma-separated '
-    f"string), and may have {NAME_COLUMN} (text) and {PARTIAL_COLUMN} (true when many of its "
-    "ingredients are unknown to OFF)"
+    + ', each a list of OFF tags such as ["en:sugar", "en:palm-oil"] ([] for none), and may '
+    f"have {NAME_COLUMN} (text) and {PARTIAL_COLUMN} (true when many of its ingredients are "
+    "unknown to OFF)"
 )
 
 
