@@ -3,6 +3,7 @@
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
+from nova_assets.defs.metadata import rounded, setting
 from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.resources import MlflowStore, Warehouse
 from nova_assets.defs.warehouse.assets import products
@@ -94,16 +95,18 @@ def nova_drift(
             summary += f" ({drift.champion_note})"
     context.log.info(f"drift of {drift.current.dump_sha256[:12]}: {summary}")
     return dg.MaterializeResult(
-        metadata={
-            "summary": summary,
-            "dump_sha256": drift.current.dump_sha256,
-            "previous_dump_sha256": previous or "none",
-            "champion": drift.champion_note
-            or f"v{figures['champion_version']} on {figures['champion_rows']:,} changed labels",
-            **{k: figures[k] for k in PLOTTED if figures[k] is not None},
-            "min_count": config.min_count,
-            "drift": dg.MetadataValue.md(dr.drift_markdown(drift, history)),
-        },
+        metadata=rounded(
+            {
+                "summary": summary,
+                "dump_sha256": drift.current.dump_sha256,
+                "previous_dump_sha256": previous or "none",
+                "champion": drift.champion_note
+                or f"v{figures['champion_version']} on {figures['champion_rows']:,} changed labels",
+                **{k: figures[k] for k in PLOTTED if figures[k] is not None},
+                "min_count": setting(config.min_count),
+                "drift": dg.MetadataValue.md(dr.drift_markdown(drift, history)),
+            }
+        ),
         data_version=dg.DataVersion(drift.current.dump_sha256),
     )
 
@@ -143,21 +146,23 @@ def nova_drift_within_threshold(
         passed=not breaches,
         severity=dg.AssetCheckSeverity.WARN,
         description=description,
-        metadata={
-            "dump_sha256": figures["dump_sha256"],
-            "previous_dump_sha256": figures["previous_sha256"] or "none",
-            **{
-                k: figures[k]
-                for k in (
-                    "class_share_distance",
-                    "vocabulary_change_share",
-                    "new_vocabulary",
-                    "vanished_vocabulary",
-                    "changed_label_share",
-                    "changed_labels",
-                )
-                if figures[k] is not None
-            },
-            **limits,
-        },
+        metadata=rounded(
+            {
+                "dump_sha256": figures["dump_sha256"],
+                "previous_dump_sha256": figures["previous_sha256"] or "none",
+                **{
+                    k: figures[k]
+                    for k in (
+                        "class_share_distance",
+                        "vocabulary_change_share",
+                        "new_vocabulary",
+                        "vanished_vocabulary",
+                        "changed_label_share",
+                        "changed_labels",
+                    )
+                    if figures[k] is not None
+                },
+                **limits,
+            }
+        ),
     )

@@ -5,6 +5,7 @@ import dagster as dg
 from mlflow.entities.model_registry import ModelVersion
 
 from nova_assets.defs.automation import follows_changed_dump
+from nova_assets.defs.metadata import rounded
 from nova_assets.defs.ml.features import features_dir, read_manifest
 from nova_assets.defs.ml.model import nova_model
 from nova_assets.defs.resources import MlflowStore, Warehouse
@@ -98,18 +99,20 @@ def evaluation_report(
 def _metadata(report: dict, files: dict) -> dict:
     images = {k: files[k].read_bytes() for k in ("png", "reliability")}
     as_is = report["slices"]["as_is"]["model"]
-    return {
-        "report": dg.MetadataValue.md(rp.report_markdown(report, images)),
-        "model_version": report["model"]["version"],
-        "macro_f1": report["model"]["macro_f1"],
-        "accuracy": report["model"]["accuracy"],
-        "rules_macro_f1": report["rules"]["macro_f1"],
-        "reference_macro_f1": report["reference"]["macro_f1"],
-        "majority_macro_f1": report["majority"]["macro_f1"],
-        **{f"macro_f1_{n}": e["model"]["macro_f1"] for n, e in report["slices"].items()},
-        **{f"ece_{n}": e["model"]["ece"] for n, e in report["slices"].items()},
-        "as_is_macro_f1_ci": interval((as_is.get("ci") or {}).get("macro_f1"), 4),
-        "test_rows": report["test_rows"],
-        "slice_weights": dg.MetadataValue.json(report["weights"]),
-        "path": dg.MetadataValue.path(str(files["md"])),
-    }
+    return rounded(
+        {
+            "report": dg.MetadataValue.md(rp.report_markdown(report, images)),
+            "model_version": report["model"]["version"],
+            "macro_f1": report["model"]["macro_f1"],
+            "accuracy": report["model"]["accuracy"],
+            "rules_macro_f1": report["rules"]["macro_f1"],
+            "reference_macro_f1": report["reference"]["macro_f1"],
+            "majority_macro_f1": report["majority"]["macro_f1"],
+            **{f"macro_f1_{n}": e["model"]["macro_f1"] for n, e in report["slices"].items()},
+            **{f"ece_{n}": e["model"]["ece"] for n, e in report["slices"].items()},
+            "as_is_macro_f1_ci": interval((as_is.get("ci") or {}).get("macro_f1"), 4),
+            "test_rows": report["test_rows"],
+            "slice_weights": dg.MetadataValue.json(report["weights"]),
+            "path": dg.MetadataValue.path(str(files["md"])),
+        }
+    )

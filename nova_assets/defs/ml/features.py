@@ -8,10 +8,12 @@ import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.ingest.assets import latest_dump
+from nova_assets.defs.metadata import setting
 from nova_assets.defs.resources import Warehouse
 from nova_assets.defs.warehouse.assets import products, test_split
 from nova_assets.lib.evidence import population_weights
 from nova_assets.lib.features import FAMILIES, build_vocabulary, labelled_rows_sql, product_matrix
+from nova_assets.lib.files import write_atomically
 from nova_assets.lib.markdown import table
 from nova_assets.lib.paths import data_paths
 from nova_assets.lib.predictions import population
@@ -69,7 +71,7 @@ def feature_matrix(
         "unlabelled_by_state": unlabelled,
         "slice_weights": weights,
     }
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    write_atomically(directory / "manifest.json", json.dumps(manifest, indent=2))
     context.log.info(
         f"features: {len(features)} ({per_family}); train {len(train)}, test {len(test)}; "
         f"unlabelled products by evidence {unlabelled}"
@@ -84,7 +86,7 @@ def feature_matrix(
             "train_rows": len(train),
             "test_rows": len(test),
             "train_nonzeros": int(train.X.nnz),
-            "min_count": config.min_count,
+            "min_count": setting(config.min_count),
             "unlabelled_by_evidence": dg.MetadataValue.md("\n".join(mix)),
             "slice_weights": dg.MetadataValue.json(weights),
             "path": dg.MetadataValue.path(str(directory)),

@@ -4,6 +4,7 @@ import dagster as dg
 import mlflow
 
 from nova_assets.defs.automation import follows_changed_dump
+from nova_assets.defs.metadata import rounded
 from nova_assets.defs.ml.features import feature_matrix, features_dir, read_manifest
 from nova_assets.defs.resources import MlflowStore
 from nova_assets.lib.candidates import MODEL_KINDS
@@ -109,23 +110,25 @@ def nova_model(
         f"validation mix macro-F1 {chosen.macro_f1:.4f}; MLflow run {run.info.run_id})"
     )
     return dg.MaterializeResult(
-        metadata={
-            "model_version": registered.version,
-            "model_kind": chosen.kind,
-            "model_params": chosen.params,
-            "validation_macro_f1": chosen.macro_f1,
-            "validation_accuracy": chosen.accuracy,
-            "refit_seconds": round(trained.refit_seconds, 2),
-            "fit_rows": trained.fit_rows,
-            "trials": dg.MetadataValue.md(trials_table(trained)),
-            "status": "trained",
-            "mlflow_run_id": run.info.run_id,
-            "mlflow_run": dg.MetadataValue.url(mlflow_store.run_url(run)),
-            "model_uri": f"models:/{MODEL_NAME}/{registered.version}",
-            "reference_model_uri": registered.reference_uri,
-            "train_rows": len(matrix),
-            "features": len(matrix.features),
-        }
+        metadata=rounded(
+            {
+                "model_version": registered.version,
+                "model_kind": chosen.kind,
+                "model_params": chosen.params,
+                "validation_macro_f1": chosen.macro_f1,
+                "validation_accuracy": chosen.accuracy,
+                "refit_seconds": round(trained.refit_seconds, 2),
+                "fit_rows": trained.fit_rows,
+                "trials": dg.MetadataValue.md(trials_table(trained)),
+                "status": "trained",
+                "mlflow_run_id": run.info.run_id,
+                "mlflow_run": dg.MetadataValue.url(mlflow_store.run_url(run)),
+                "model_uri": f"models:/{MODEL_NAME}/{registered.version}",
+                "reference_model_uri": registered.reference_uri,
+                "train_rows": len(matrix),
+                "features": len(matrix.features),
+            }
+        )
     )
 
 

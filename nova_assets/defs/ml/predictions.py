@@ -3,6 +3,7 @@
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
+from nova_assets.defs.metadata import DIGITS
 from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.resources import MlflowStore, Warehouse
 from nova_assets.lib.markdown import table
@@ -52,7 +53,7 @@ def nova_predictions(
             "model_version": str(champion.version),
             **{f"predicted_group_{g}": n for g, n in stats.by_group.items()},
             "confident": stats.confident,
-            "mean_probability": stats.mean_probability,
+            "mean_probability": round(stats.mean_probability, DIGITS),
             "coverage_by_reason": dg.MetadataValue.md(
                 "\n".join(
                     table(
