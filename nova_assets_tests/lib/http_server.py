@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.server
 import re
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+
+FAST = {"retry_delay": 0.01, "timeout": 5.0}
+"""fetch_dump settings for tests: retry at once, give up on silence soon."""
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def files(raw: Path) -> list[str]:
+    """The names in a raw folder, sorted ([] if it does not exist)."""
+    return sorted(p.name for p in raw.iterdir()) if raw.exists() else []
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from nova_assets.defs.ingest.assets import OffDumpConfig, off_dump, previous_dump
-from nova_assets.lib.dump import is_url, redact
+from nova_assets.lib.download import is_url, redact
 from nova_assets.lib.dump_watch import fingerprint, list_candidates, stable_candidates, url_identity
 from nova_assets.lib.paths import data_paths, dump_source, sensor_interval_seconds
 
