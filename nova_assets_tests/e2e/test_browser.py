@@ -1,4 +1,5 @@
-"""The UI as a person uses it: a real Chromium against a real `dagster dev`.
+"""The UI as a person uses it: a real Chromium against a real `dagster dev`, and the README's
+sensor command against the same `dagster dev`.
 
 It checks what the README promises about the UI (the graph shows every asset in its group,
 Materialize all runs the whole graph, the evaluation report's metadata shows the report table
@@ -10,6 +11,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,65 +82,107 @@ def ui_runs_settled(dev: DagsterDev) -> bool:
     return bool(from_ui) and not any(r["status"] in IN_PROGRESS for r in runs)
 
 
-def test_graph_materialize_all_and_the_evaluation_report(tmp_path):
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory):
+    """One `dagster dev` for this module. The sensors' first tick still comes (new_dump_sensor
+    ingests the sample dump once); after it, a 3600 s interval keeps them quiet so the click is
+    what runs the graph."""
+    root = tmp_path_factory.mktemp("ui")
+    dev = DagsterDev(
+        root, {"NOVA_SENSOR_SECONDS": "3600", "NOVA_INCOMING_DIR": str(root / "incoming")}
+    ).start()
+    yield dev
+    dev.stop()
+
+
+def test_graph_materialize_all_and_the_evaluation_report(dev, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
     from playwright.sync_api import expect, sync_playwright
 
-    # The sensors' first tick still comes (new_dump_sensor ingests the sample dump once);
-    # after it, a 3600 s interval keeps them quiet so the click is what runs the graph.
-    dev = DagsterDev(
-        tmp_path,
-        {"NOVA_SENSOR_SECONDS": "3600", "NOVA_INCOMING_DIR": str(tmp_path / "incoming")},
-    ).start()
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        page = open_asset_graph(browser, dev.url)
+        for asset in ASSETS:
+            expect(page.get_by_text(asset, exact=True)).to_be_visible()
+        page.screenshot(path=tmp_path / "asset_graph_before.png")
+
+        page.get_by_role("button", name="Materialize all").click()
+        launched = page.get_by_text("Launched run")
+        confirm = page.get_by_role("dialog").get_by_role("button", name="Materialize", exact=False)
+        launched.or_(confirm).first.wait_for()
+        if not launched.is_visible():
+            confirm.last.click()
+            launched.wait_for()
+        dev.wait_until(lambda: ui_runs_settled(dev), 240, "the Materialize all run to finish")
+        runs = dev.runs()
+        assert [r["status"] for r in runs] == ["SUCCESS"] * len(runs), dev.tail()
+
+        # The doc picture is taken once everything is materialized: every node green.
+        page = open_asset_graph(browser, dev.url)
+        page.screenshot(path=tmp_path / "asset_graph.png")
+        if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+            (REPO_ROOT / "docs").mkdir(exist_ok=True)
+            page.screenshot(path=REPO_ROOT / "docs" / "asset_graph.png")
+            # What the picture shows, for the test that says when it is stale.
+            (REPO_ROOT / "docs" / "asset_graph.json").write_text(
+                json.dumps({"assets": sorted(ASSETS)}, indent=2) + "\n"
             )
-            page = open_asset_graph(browser, dev.url)
-            for asset in ASSETS:
-                expect(page.get_by_text(asset, exact=True)).to_be_visible()
-            page.screenshot(path=tmp_path / "asset_graph_before.png")
 
-            page.get_by_role("button", name="Materialize all").click()
-            launched = page.get_by_text("Launched run")
-            confirm = page.get_by_role("dialog").get_by_role(
-                "button", name="Materialize", exact=False
-            )
-            launched.or_(confirm).first.wait_for()
-            if not launched.is_visible():
-                confirm.last.click()
-                launched.wait_for()
-            dev.wait_until(lambda: ui_runs_settled(dev), 240, "the Materialize all run to finish")
-            runs = dev.runs()
-            assert [r["status"] for r in runs] == ["SUCCESS"] * len(runs), dev.tail()
+        page.goto(f"{dev.url}/assets/evaluation_report")
+        page.get_by_text("Show Markdown").click()
+        report = page.get_by_role("dialog").filter(has_text="NOVA model v1")
+        expect(report.get_by_role("columnheader", name="accuracy", exact=True)).to_be_visible()
+        expect(report.get_by_role("columnheader", name="mix macro-F1", exact=True)).to_be_visible()
+        expect(report.get_by_role("cell", name="model v1", exact=True).first).to_be_visible()
+        matrix = report.get_by_role("img", name="confusion matrix")
+        expect(matrix).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+        matrix.scroll_into_view_if_needed()
+        page.wait_for_function("img => img.complete", arg=matrix.element_handle())
+        assert matrix.evaluate("img => img.naturalWidth") > 0
+        page.screenshot(path=tmp_path / "evaluation_report.png")
+        browser.close()
 
-            # The doc picture is taken once everything is materialized: every node green.
-            page = open_asset_graph(browser, dev.url)
-            page.screenshot(path=tmp_path / "asset_graph.png")
-            if os.environ.get("UPDATE_SCREENSHOTS") == "1":
-                (REPO_ROOT / "docs").mkdir(exist_ok=True)
-                page.screenshot(path=REPO_ROOT / "docs" / "asset_graph.png")
-                # What the picture shows, for the test that says when it is stale.
-                (REPO_ROOT / "docs" / "asset_graph.json").write_text(
-                    json.dumps({"assets": sorted(ASSETS)}, indent=2) + "\n"
-                )
 
-            page.goto(f"{dev.url}/assets/evaluation_report")
-            page.get_by_text("Show Markdown").click()
-            report = page.get_by_role("dialog").filter(has_text="NOVA model v1")
-            expect(report.get_by_role("columnheader", name="accuracy", exact=True)).to_be_visible()
-            expect(
-                report.get_by_role("columnheader", name="mix macro-F1", exact=True)
-            ).to_be_visible()
-            expect(report.get_by_role("cell", name="model v1", exact=True).first).to_be_visible()
-            matrix = report.get_by_role("img", name="confusion matrix")
-            expect(matrix).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
-            matrix.scroll_into_view_if_needed()
-            page.wait_for_function("img => img.complete", arg=matrix.element_handle())
-            assert matrix.evaluate("img => img.naturalWidth") > 0
-            page.screenshot(path=tmp_path / "evaluation_report.png")
-            browser.close()
-    finally:
-        dev.stop()
+SENSOR_STATUS = """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+    __typename ... on Sensor { sensorState { status } } } }"""
+
+
+def readme_line(starting: str) -> list[str]:
+    """The README's command line that starts with `starting`, without its comment."""
+    for line in (REPO_ROOT / "README.md").read_text().splitlines():
+        if line.startswith(starting):
+            return line.split("#")[0].split()
+    raise AssertionError(f"no README line starts with {starting!r}")
+
+
+def sensor_status(dev: DagsterDev, name: str) -> str:
+    selector = {
+        "repositoryLocationName": "nova_assets",
+        "repositoryName": "__repository__",
+        "sensorName": name,
+    }
+    data = dev.graphql(SENSOR_STATUS, {"selector": selector})["sensorOrError"]
+    return data["sensorState"]["status"]
+
+
+def test_the_readme_sensor_stop_command_stops_the_sensor_dagster_dev_runs(dev):
+    """The README's line acts on what the running `dagster dev` ticks."""
+    assert sensor_status(dev, "new_dump_sensor") == "RUNNING"
+    command = readme_line("uv run dagster sensor stop new_dump_sensor")
+    assert command[:3] == ["uv", "run", "dagster"]
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [str(dagster), *command[3:]],
+        cwd=REPO_ROOT,
+        env=dev.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "warning" not in done.stderr.lower(), done.stderr[-2000:]
+    assert sensor_status(dev, "new_dump_sensor") == "STOPPED"
+    assert sensor_status(dev, "nova_automation_sensor") == "RUNNING"
