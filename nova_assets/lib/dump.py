@@ -102,7 +102,7 @@ def fetch_dump(
                     sink,
                     ticker,
                     say,
-                    conditional=_validators(_conditional(previous, shown)),
+                    conditional=_conditional(previous, shown),
                     attempts=max(attempts, 1),
                     retry_delay=retry_delay,
                     timeout=timeout,
@@ -301,12 +301,13 @@ def _place(
     return Dump(str(target), sha, sink.size, source, sink.gzip is not None, etag, last_modified)
 
 
-def _validators(dump: Dump | None) -> tuple[str | None, str | None] | None:
-    return None if dump is None else (dump.etag, dump.last_modified)
-
-
-def _conditional(previous: Dump | None, url: str) -> Dump | None:
-    """`previous` if a 304 may stand for it: same URL, a validator, and its file still there."""
+def _conditional(previous: Dump | None, url: str) -> tuple[str | None, str | None] | None:
+    """The (ETag, Last-Modified) of `previous` to ask the server with, if a 304 may stand for
+    it: same URL, a validator, and its file still there."""
     if previous is None or previous.source != url or not Path(previous.path).is_file():
         return None
-    return previous if (previous.etag or previous.last_modified) else None
+    return (
+        (previous.etag, previous.last_modified)
+        if (previous.etag or previous.last_modified)
+        else None
+    )

@@ -288,13 +288,13 @@ def _replace_products(
         [dump.sha256],
     )
     con.execute("ALTER TABLE products ADD PRIMARY KEY (code)")
-    products = con.execute("SELECT count(*) FROM products").fetchone()[0]
+    products, labelled = con.execute("SELECT count(*), count(nova_group) FROM products").fetchone()
     if products == 0:
         raise DumpError(
             f"dump {dump.source} has no product rows ({lines_read} data lines read, "
             f"{skipped} broken lines skipped)"
         )
-    if not con.execute("SELECT count(nova_group) FROM products").fetchone()[0]:
+    if not labelled:
         raise DumpError(
             f"dump {dump.source} has {products} products and not one with a NOVA group "
             f"(column nova_group empty or invalid in every line): nothing to train or evaluate "

@@ -55,10 +55,9 @@ def ensure_experiment(tracking_uri: str, artifact_root: Path, name: str = EXPERI
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         artifact_root.mkdir(parents=True, exist_ok=True)
-        experiment_id = client.create_experiment(
+        return client.create_experiment(
             name, artifact_location=artifact_root.resolve().as_uri(), tags=EXPERIMENT_TAGS
         )
-        return experiment_id
     for key, value in EXPERIMENT_TAGS.items():
         if experiment.tags.get(key) != value:
             client.set_experiment_tag(experiment.experiment_id, key, value)
@@ -69,22 +68,25 @@ def client_for(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def latest_version(client: MlflowClient, name: str = MODEL_NAME) -> ModelVersion | None:
-    """The newest whole version that takes today's input (see MODEL_INPUT)."""
-    versions = client.search_model_versions(f"name = '{name}'", max_results=1000)
+def _newest_whole(client: MlflowClient, search: str) -> ModelVersion | None:
+    """The newest version matching `search` that is whole and takes today's input."""
+    versions = client.search_model_versions(search, max_results=1000)
     whole = [v for v in versions if takes_current_input(v)]
     return max(whole, key=lambda v: int(v.version), default=None)
+
+
+def latest_version(client: MlflowClient, name: str = MODEL_NAME) -> ModelVersion | None:
+    """The newest whole version that takes today's input (see MODEL_INPUT)."""
+    return _newest_whole(client, f"name = '{name}'")
 
 
 def version_trained_as(
     client: MlflowClient, fingerprint: str, name: str = MODEL_NAME
 ) -> ModelVersion | None:
     """The newest whole version trained from the same dump, features, settings and code."""
-    versions = client.search_model_versions(
-        f"name = '{name}' and tags.{TRAINING_FINGERPRINT} = '{fingerprint}'", max_results=1000
+    return _newest_whole(
+        client, f"name = '{name}' and tags.{TRAINING_FINGERPRINT} = '{fingerprint}'"
     )
-    whole = [v for v in versions if takes_current_input(v)]
-    return max(whole, key=lambda v: int(v.version), default=None)
 
 
 def champion_version(client: MlflowClient, name: str = MODEL_NAME) -> ModelVersion | None:

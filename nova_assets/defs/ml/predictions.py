@@ -3,7 +3,7 @@
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
-from nova_assets.defs.metadata import DIGITS
+from nova_assets.defs.metadata import rounded
 from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.resources import MlflowStore, Warehouse
 from nova_assets.lib.markdown import table
@@ -48,20 +48,23 @@ def nova_predictions(
     )
     rows = [[reason, f"{n:,}", f"{share:.0%}", f"{p:.2f}"] for reason, n, share, p in coverage]
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": stats.rows,
-            "model_version": str(champion.version),
-            **{f"predicted_group_{g}": n for g, n in stats.by_group.items()},
-            "confident": stats.confident,
-            "mean_probability": round(stats.mean_probability, DIGITS),
-            "coverage_by_reason": dg.MetadataValue.md(
-                "\n".join(
-                    table(
-                        ["why OFF left it blank", "products", "confident", "mean probability"], rows
+        metadata=rounded(
+            {
+                "dagster/row_count": stats.rows,
+                "model_version": str(champion.version),
+                **{f"predicted_group_{g}": n for g, n in stats.by_group.items()},
+                "confident": stats.confident,
+                "mean_probability": stats.mean_probability,
+                "coverage_by_reason": dg.MetadataValue.md(
+                    "\n".join(
+                        table(
+                            ["why OFF left it blank", "products", "confident", "mean probability"],
+                            rows,
+                        )
                     )
-                )
-            ),
-            "rows_per_second": round(stats.rows_per_second),
-            "warehouse": dg.MetadataValue.path(str(paths.warehouse)),
-        }
+                ),
+                "rows_per_second": round(stats.rows_per_second),
+                "warehouse": dg.MetadataValue.path(str(paths.warehouse)),
+            }
+        )
     )
