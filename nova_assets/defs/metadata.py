@@ -1,6 +1,9 @@
-"""Figures in asset metadata as a person reads them: four decimals, not seventeen."""
+"""Asset metadata as a person reads it: four decimals, not seventeen; settings as text; and
+what an unchanged step says."""
 
 from typing import Any
+
+import dagster as dg
 
 DIGITS = 4
 
@@ -13,3 +16,12 @@ def rounded(metadata: dict[str, Any], digits: int = DIGITS) -> dict[str, Any]:
 def setting(value: object) -> str:
     """A setting shown as text, so the UI does not plot a constant as a series."""
     return str(value)
+
+
+def unchanged(what: str, data_version: str | None = None) -> dg.MaterializeResult:
+    """The result of a step that found its build recorded (lib/builds.py): nothing written, the
+    same data version, so nothing downstream sees a change."""
+    return dg.MaterializeResult(
+        metadata={"status": f"unchanged: {what}"},
+        data_version=dg.DataVersion(data_version) if data_version else None,
+    )

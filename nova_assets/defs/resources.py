@@ -1,5 +1,7 @@
-"""The platform's resources: the DuckDB warehouse, the dump source and the MLflow store."""
+"""The platform's resources: the data dir, the DuckDB warehouse, the dump source and the MLflow
+store. Settings reach the code only through them, built once when the definitions load."""
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,10 +12,10 @@ import mlflow
 from mlflow import MlflowClient
 
 from nova_assets.defs.operations.dead_runs import reap_dead_runs
-from nova_assets.lib import run_lock, serving
+from nova_assets.lib import builds, run_lock, serving
 from nova_assets.lib import warehouse as wh
 from nova_assets.lib.dump import Dump, ProgressCallback, fetch_dump, remove_partial_downloads
-from nova_assets.lib.paths import data_paths, dump_source
+from nova_assets.lib.paths import DataPaths, data_paths, dump_source
 from nova_assets.lib.registry import client_for, ensure_experiment
 
 
@@ -27,9 +29,9 @@ class RunLocked(dg.ConfigurableResource):
     run_lock: str = ""
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        if not self.run_lock:
+        if not self._locks(context):
             return
-        run_id = context.run.run_id if context.run else None
+        run_id = context.run.run_id
         log = context.log.info if context.log else None
         run_lock.hold(Path(self.run_lock), f"run {run_id}", log)
         if context.instance is not None:
@@ -38,12 +40,31 @@ class RunLocked(dg.ConfigurableResource):
                 log(f"marked failed, their workers being gone: {', '.join(reaped)}")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self.run_lock:
+        if self._locks(context):
             run_lock.let_go(Path(self.run_lock))
+
+    def _locks(self, context: dg.InitResourceContext) -> bool:
+        """Only runs take the lock: a sensor or schedule given this resource only reads."""
+        return bool(self.run_lock) and context.run is not None
 
     def tracking_store(self) -> str | None:
         """The MLflow store whose orphaned runs to end, if this resource knows it."""
         return None
+
+
+class DataDir(dg.ConfigurableResource):
+    """The data dir (NOVA_DATA_DIR): dump pointers, features, reports, and the folder
+    new_dump_sensor watches (`incoming_dir`, NOVA_INCOMING_DIR; default `<root>/incoming`)."""
+
+    root: str
+    incoming_dir: str = ""
+
+    @property
+    def paths(self) -> DataPaths:
+        return DataPaths(
+            Path(self.root).expanduser().resolve(),
+            incoming_dir=Path(self.incoming_dir).expanduser() if self.incoming_dir else None,
+        )
 
 
 class Warehouse(RunLocked):
@@ -80,6 +101,13 @@ class Warehouse(RunLocked):
             if publish:
                 serving.publish(con, publish, self.serving_path)
 
+    def built_as(self, step: str) -> str | None:
+        """The fingerprint `step` last built (lib/builds.py); None before its first build."""
+        if not Path(self.path).exists():
+            return None
+        with self.connect(read_only=True) as con:
+            return builds.built_as(con, step)
+
     @property
     def serving_path(self) -> Path:
         return Path(self.serving_dir) if self.serving_dir else Path(self.path).parent / "serving"
@@ -101,6 +129,8 @@ class DumpSource(RunLocked):
     retry_delay: float = 2.0
     timeout: float = 60.0
     deadline: float = 6 * 3600.0
+    url_check_seconds: int = 3600
+    """How often new_dump_sensor asks an http(s) `url` whether it changed (a HEAD request)."""
 
     def fetch(
         self,
@@ -171,24 +201,39 @@ class MlflowStore(RunLocked):
         return f"{self.ui_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
 
+def _setting(name: str, default: str, kind: type = str):
+    """`dg.EnvVar(name)` when the variable is set (resolved in the run, and shown in the UI by
+    its name, never its value: a URL may hold a token), else the default."""
+    if not os.environ.get(name):
+        return kind(default)
+    return dg.EnvVar.int(name) if kind is int else dg.EnvVar(name)
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     paths = data_paths()
+    lock = str(paths.run_lock)
     return dg.Definitions(
         resources={
+            "data_dir": DataDir(
+                root=str(paths.root), incoming_dir=_setting("NOVA_INCOMING_DIR", "")
+            ),
             "warehouse": Warehouse(
                 path=str(paths.warehouse),
                 temp_directory=str(paths.duckdb_temp),
                 serving_dir=str(paths.serving),
-                run_lock=str(paths.run_lock),
+                run_lock=lock,
             ),
             "dump_source": DumpSource(
-                url=dump_source(), raw_dir=str(paths.raw), run_lock=str(paths.run_lock)
+                url=_setting("NOVA_DUMP_URL", dump_source()),
+                raw_dir=str(paths.raw),
+                url_check_seconds=_setting("NOVA_URL_CHECK_SECONDS", "3600", int),
+                run_lock=lock,
             ),
             "mlflow_store": MlflowStore(
-                tracking_uri=paths.mlflow_tracking_uri,
+                tracking_uri=_setting("MLFLOW_TRACKING_URI", paths.mlflow_tracking_uri),
                 artifact_location=str(paths.mlflow_artifacts),
-                run_lock=str(paths.run_lock),
+                run_lock=lock,
             ),
         }
     )

@@ -1,6 +1,8 @@
 """Where every file of the platform lives, all derived from `NOVA_DATA_DIR`.
 
-One place decides the layout so that no asset, test or script writes outside the data dir.
+One place decides the layout so that no asset, test or script writes outside the data dir, and
+one function (`data_paths`) reads the environment for it: Dagster code gets the layout from the
+`DataDir` resource built from it once, never from the environment in a step.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ class DataPaths:
     """The data directory's layout; every path is absolute."""
 
     root: Path
+    incoming_dir: Path | None = None
+    """The folder new_dump_sensor watches (default `<root>/incoming`)."""
+    tracking_uri: str | None = None
+    """The MLflow store (default the sqlite file under `<root>/mlflow`)."""
 
     @property
     def raw(self) -> Path:
@@ -68,11 +74,11 @@ class DataPaths:
 
     @property
     def incoming(self) -> Path:
-        return Path(os.environ.get("NOVA_INCOMING_DIR") or self.root / "incoming").resolve()
+        return (self.incoming_dir or self.root / "incoming").resolve()
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow / 'mlflow.db'}"
+        return self.tracking_uri or f"sqlite:///{self.mlflow / 'mlflow.db'}"
 
     @property
     def mlflow_artifacts(self) -> Path:
@@ -80,14 +86,26 @@ class DataPaths:
 
 
 def data_paths() -> DataPaths:
-    """The layout for the current environment (`NOVA_DATA_DIR`, default `<repo>/data`)."""
+    """The layout for the current environment: `NOVA_DATA_DIR` (default `<repo>/data`),
+    `NOVA_INCOMING_DIR` and `MLFLOW_TRACKING_URI`."""
     root = os.environ.get("NOVA_DATA_DIR") or REPO_ROOT / "data"
-    return DataPaths(Path(root).expanduser().resolve())
+    incoming = os.environ.get("NOVA_INCOMING_DIR")
+    return DataPaths(
+        Path(root).expanduser().resolve(),
+        incoming_dir=Path(incoming).expanduser() if incoming else None,
+        tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None,
+    )
 
 
 def sensor_interval_seconds() -> int:
     """How often the sensors look (`NOVA_SENSOR_SECONDS`, default 30)."""
     return int(os.environ.get("NOVA_SENSOR_SECONDS") or 30)
+
+
+def refresh_cron() -> str:
+    """When refresh_schedule asks NOVA_DUMP_URL for a new dump (`NOVA_REFRESH_CRON`, default
+    Monday 04:00)."""
+    return os.environ.get("NOVA_REFRESH_CRON") or "0 4 * * 1"
 
 
 def dump_source() -> str:

@@ -376,6 +376,11 @@ def write_report(report: dict[str, Any], directory: Path) -> dict[str, Path]:
     return paths
 
 
+def exists(directory: Path) -> bool:
+    """Whether every file of a report is in `directory`."""
+    return all((directory / name).exists() for name in FILES.values())
+
+
 def read_report(directory: Path) -> dict[str, Any]:
     path = directory / FILES["json"]
     if not path.exists():

@@ -3,7 +3,6 @@ registered pipelines with their signature, version tags, and the report's figure
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import DataType
 from mlflow.types.schema import Array, ColSpec, Schema
 
+from nova_assets.lib import builds
 from nova_assets.lib.evidence import SLICES
 from nova_assets.lib.model_input import INPUT_COLUMNS, NAME_COLUMN, PARTIAL_COLUMN, example_input
 from nova_assets.lib.models import TRUSTED_TYPES, predict
@@ -59,9 +59,14 @@ def git_commit() -> str:
 
 
 def log_trial(trial: Trial) -> None:
-    """One nested MLflow run per trial, under the active run."""
+    """One nested MLflow run per trial, under the active run and in its experiment (MLflow
+    would put it in the process's current experiment, whatever that is)."""
     label = " ".join(f"{k}={v}" for k, v in trial.params.items())
-    with mlflow.start_run(run_name=f"{trial.kind} {label}".strip(), nested=True):
+    parent = mlflow.active_run()
+    experiment_id = parent.info.experiment_id if parent else None
+    with mlflow.start_run(
+        run_name=f"{trial.kind} {label}".strip(), nested=True, experiment_id=experiment_id
+    ):
         mlflow.log_params({"model": trial.kind, **trial.params, "train_rows": trial.train_rows})
         mlflow.log_metrics(
             {
@@ -81,26 +86,16 @@ class Registered:
     train_accuracy: float
 
 
-def code_fingerprint() -> str:
-    """The sha256 of the code that turns features into a model (this package's lib/)."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
 def training_fingerprint(settings: dict[str, Any], manifest: dict[str, Any]) -> str:
     """What makes a training what it is: the dump, the features, the settings and the code.
     Two trainings with one fingerprint make the same model, so the second is not done."""
-    made_of = {
-        "settings": settings,
-        "dump_sha256": manifest["dump_sha256"],
-        "min_count": manifest["min_count"],
-        "features": manifest["features"],
-        "slice_weights": manifest["slice_weights"],
-        "code": code_fingerprint(),
-    }
-    return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()
+    return builds.fingerprint(
+        settings=settings,
+        dump_sha256=manifest["dump_sha256"],
+        min_count=manifest["min_count"],
+        features=manifest["features"],
+        slice_weights=manifest["slice_weights"],
+    )
 
 
 def register(

@@ -18,6 +18,10 @@ class WarehouseLockedError(RuntimeError):
     """Another process holds the warehouse file."""
 
 
+class DiskFullError(OSError):
+    """The warehouse's device is full: the step failed, its transaction undone."""
+
+
 def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
@@ -55,6 +59,14 @@ def connect(
         raise
     try:
         yield con
+    except duckdb.Error as exc:
+        if "no space left" not in str(exc).lower():
+            raise
+        raise DiskFullError(
+            f"no space left on the device of {path}: the step's writes were undone and the "
+            f"tables are as they were; free space there (or move NOVA_DATA_DIR) and run again "
+            f"(DuckDB: {exc})"
+        ) from exc
     finally:
         con.close()
 

@@ -112,14 +112,30 @@ def test_workspace_and_dg_config_agree():
     assert names == [pyproject["tool"]["dg"]["project"]["code_location_name"]]
 
 
-def test_resources_follow_the_data_dir(data_dir, monkeypatch):
-    monkeypatch.setenv("NOVA_DUMP_URL", "http://127.0.0.1:9/dump.csv")
-    resources = defs().resources
-    assert resources["warehouse"].path == str(data_dir / "warehouse.duckdb")
-    assert resources["dump_source"].url == "http://127.0.0.1:9/dump.csv"
-    assert (
-        resources["mlflow_store"].tracking_uri == f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
-    )
+def test_resources_follow_the_data_dir(data_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("NOVA_DUMP_URL", "http://user:secret@127.0.0.1:9/dump.csv")
+    monkeypatch.setenv("NOVA_INCOMING_DIR", str(tmp_path / "drop"))
+    monkeypatch.setenv("NOVA_URL_CHECK_SECONDS", "60")
+    definitions = defs()
+    # A setting given by the environment stays an EnvVar: the UI shows its name, not a token.
+    assert definitions.resources["dump_source"].url == dg.EnvVar("NOVA_DUMP_URL")
+    with dg.build_resources(definitions.resources) as resources:
+        assert resources.warehouse.path == str(data_dir / "warehouse.duckdb")
+        assert resources.dump_source.url == "http://user:secret@127.0.0.1:9/dump.csv"
+        assert resources.dump_source.url_check_seconds == 60
+        assert resources.data_dir.paths.incoming == tmp_path / "drop"
+        assert resources.data_dir.paths.features == data_dir / "features"
+        assert (
+            resources.mlflow_store.tracking_uri == f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
+        )
+
+
+def test_a_sensor_given_a_run_locked_resource_never_takes_the_run_lock(data_dir):
+    from nova_assets.lib import run_lock
+
+    with dg.build_resources(defs().resources) as resources:
+        assert resources.dump_source.run_lock
+        assert run_lock.holder(data_dir / "run.lock") == ""
 
 
 @pytest.mark.parametrize("module", ["nova_assets.definitions"])

@@ -191,20 +191,42 @@ def materialization(result, asset: str):
     )
 
 
-def test_same_dump_code_and_settings_again_make_no_new_version(graph):
+def test_same_dump_code_and_settings_again_build_nothing(graph):
+    """The README's order: the first command's run, then the UI's "Materialize all" on another
+    Dagster instance. The second run writes no table, file, report or model version."""
     before = warehouse_state()
     runs_before = len(mlflow_runs())
-    result, _ = run_graph(graph["instance"])
+    paths = data_paths()
+    files = [
+        paths.serving / "nova.duckdb",
+        paths.reports / "evaluation.json",
+        paths.features / "train.npz",
+        paths.features / "manifest.json",
+    ]
+    written = {f: f.stat().st_mtime_ns for f in files}
+    with DagsterInstance.ephemeral() as other_instance:
+        result, _ = run_graph(other_instance)
     assert result.success, failure_text(result)
     assert registry_state() == {"versions": [1], "champion": "1"}
-    assert materialization(result, "nova_model").metadata["status"].value.startswith("unchanged")
+    for asset in (
+        "products",
+        "test_split",
+        "feature_matrix",
+        "nova_model",
+        "evaluation_report",
+        "nova_predictions",
+        "nova_drift",
+    ):
+        status = materialization(result, asset).metadata["status"].value
+        assert status.startswith("unchanged"), (asset, status)
     assert len(mlflow_runs()) == runs_before  # no training, so no MLflow run
-    after = warehouse_state()
-    for table in ("products", "test_split", "feature_vocabulary"):
-        assert after[table] == before[table], table
-    assert (
-        after["dumps"][0] == before["dumps"][0] == 1
-    )  # the same dump: its row is refreshed, not added
+    assert warehouse_state() == before  # predicted_at and the dumps row included
+    assert {f: f.stat().st_mtime_ns for f in files} == written
+    # Drift is plotted once per dump: the unchanged run logs none of its figures.
+    assert "labelled_share" in materialization(graph["result"], "nova_drift").metadata
+    assert "labelled_share" not in materialization(result, "nova_drift").metadata
+    checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks and all(checks.values()), checks
 
 
 def test_other_settings_make_a_tied_version_and_keep_the_champion(graph):

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from nova_assets.defs.resources import DumpSource
+from nova_assets.defs.resources import DataDir, DumpSource
 from nova_assets.lib.dump import Dump, progress_reporter
 from nova_assets.lib.files import write_atomically
-from nova_assets.lib.paths import data_paths
+from nova_assets.lib.paths import DataPaths
 
 
 def _read_pointer(pointer: Path) -> Dump:
@@ -17,30 +17,29 @@ def _read_pointer(pointer: Path) -> Dump:
     return Dump.from_json(pointer.read_text())
 
 
-def latest_dump() -> Dump:
+def latest_dump(paths: DataPaths) -> Dump:
     """The dump `products` last accepted: the one the tables come from."""
-    return _read_pointer(data_paths().latest_dump)
+    return _read_pointer(paths.latest_dump)
 
 
-def fetched_dump() -> Dump:
+def fetched_dump(paths: DataPaths) -> Dump:
     """The dump `off_dump` last brought in whole (until then, the accepted one)."""
-    paths = data_paths()
     return _read_pointer(paths.fetched_dump if paths.fetched_dump.exists() else paths.latest_dump)
 
 
-def previous_dump() -> Dump | None:
+def previous_dump(paths: DataPaths) -> Dump | None:
     """The dump fetched last, if any: a fetch asks the server whether it changed, and keeps its
     file."""
     try:
-        return fetched_dump()
+        return fetched_dump(paths)
     except (FileNotFoundError, ValueError, TypeError):
         return None
 
 
-def accepted_dump() -> Dump | None:
+def accepted_dump(paths: DataPaths) -> Dump | None:
     """The dump the tables come from, if any: pruning keeps its file."""
     try:
-        return latest_dump()
+        return latest_dump(paths)
     except (FileNotFoundError, ValueError, TypeError):
         return None
 
@@ -58,21 +57,25 @@ class OffDumpConfig(dg.Config):
     "dump only once products accepts it.",
 )
 def off_dump(
-    context: dg.AssetExecutionContext, config: OffDumpConfig, dump_source: DumpSource
+    context: dg.AssetExecutionContext,
+    config: OffDumpConfig,
+    dump_source: DumpSource,
+    data_dir: DataDir,
 ) -> dg.MaterializeResult:
-    previous = previous_dump()
+    paths = data_dir.paths
+    previous = previous_dump(paths)
     progress = progress_reporter(
         context.log.info, every_percent=5, bar=sys.stderr if sys.stderr.isatty() else None
     )
     dump = dump_source.fetch(
         previous=previous,
-        in_use=accepted_dump(),
+        in_use=accepted_dump(paths),
         progress=progress,
         log=context.log.info,
         source=config.source or None,
     )
     unchanged = dump is previous
-    write_atomically(data_paths().fetched_dump, dump.to_json())
+    write_atomically(paths.fetched_dump, dump.to_json())
     context.log.info(
         f"dump {dump.sha256[:12]} ({dump.bytes:,} bytes) from {dump.source} at {dump.path}"
         + (" unchanged (HTTP 304)" if unchanged else "")

@@ -5,19 +5,18 @@ and at the dump URL's HTTP validators only, and leave the downloading to `off_du
 """
 
 import json
-import os
 import time
 from pathlib import Path
 
 import dagster as dg
 
 from nova_assets.defs.ingest.assets import OffDumpConfig, off_dump, previous_dump
+from nova_assets.defs.resources import DataDir, DumpSource
 from nova_assets.lib.download import is_url, redact
 from nova_assets.lib.dump_watch import fingerprint, list_candidates, stable_candidates, url_identity
-from nova_assets.lib.paths import data_paths, dump_source, sensor_interval_seconds
+from nova_assets.lib.paths import refresh_cron, sensor_interval_seconds
 
 SEEN_LIMIT = 200
-DEFAULT_URL_CHECK_SECONDS = 3600
 URL_TIMEOUT_SECONDS = 10.0
 
 
@@ -40,15 +39,17 @@ def _request(identity: str, source: str, reason: str) -> dg.RunRequest:
     "http(s) NOVA_DUMP_URL (checked every NOVA_URL_CHECK_SECONDS, default 3600). One run per "
     "dump: the run key is its identity.",
 )
-def new_dump_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+def new_dump_sensor(
+    context: dg.SensorEvaluationContext, dump_source: DumpSource, data_dir: DataDir
+) -> dg.SensorResult | dg.SkipReason:
     cursor = json.loads(context.cursor) if context.cursor else {}
     first_tick = not cursor
     seen: list[str] = cursor.get("seen", [])
-    source = dump_source()
+    source = dump_source.url
     requests: list[dg.RunRequest] = []
     notes: list[str] = []
 
-    incoming = data_paths().incoming
+    incoming = data_dir.paths.incoming
     incoming.mkdir(parents=True, exist_ok=True)
     files = list_candidates(incoming, None if is_url(source) else Path(source))
     stable, sizes = stable_candidates(files, cursor.get("sizes", {}), now_ns=time.time_ns())
@@ -67,20 +68,17 @@ def new_dump_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg
         notes.append(f"{waiting} file(s) not yet stable (still being written?)")
 
     url_state = cursor.get("url", {})
-    if is_url(source):
-        interval = float(os.environ.get("NOVA_URL_CHECK_SECONDS", DEFAULT_URL_CHECK_SECONDS))
-        if time.time() - url_state.get("checked", 0) >= interval:
-            try:
-                identity = url_identity(source, timeout=URL_TIMEOUT_SECONDS)
-            except OSError as exc:
-                context.log.warning(
-                    f"checking {redact(source)} failed, will retry next tick: {exc}"
-                )
-                notes.append(f"URL check failed: {exc}")
-            else:
-                if identity != url_state.get("identity"):
-                    requests.append(_request(identity, "", "url"))
-                url_state = {"identity": identity, "checked": time.time()}
+    due = time.time() - url_state.get("checked", 0) >= dump_source.url_check_seconds
+    if is_url(source) and due:
+        try:
+            identity = url_identity(source, timeout=URL_TIMEOUT_SECONDS)
+        except OSError as exc:
+            context.log.warning(f"checking {redact(source)} failed, will retry next tick: {exc}")
+            notes.append(f"URL check failed: {exc}")
+        else:
+            if identity != url_state.get("identity"):
+                requests.append(_request(identity, "", "url"))
+            url_state = {"identity": identity, "checked": time.time()}
 
     new_cursor = json.dumps({"seen": seen[-SEEN_LIMIT:], "sizes": sizes, "url": url_state})
     if requests:
@@ -90,16 +88,18 @@ def new_dump_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg
 
 
 @dg.schedule(
-    cron_schedule=os.environ.get("NOVA_REFRESH_CRON", "0 4 * * 1"),
+    cron_schedule=refresh_cron(),
     target=off_dump,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Weekly (NOVA_REFRESH_CRON, default Monday 04:00) check of NOVA_DUMP_URL: starts "
     "off_dump only if the server's ETag/Last-Modified differ from the dump held now; off_dump "
     "then asks again with a conditional request, so an unchanged dump is never downloaded.",
 )
-def refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    source = dump_source()
-    held = previous_dump()
+def refresh_schedule(
+    context: dg.ScheduleEvaluationContext, dump_source: DumpSource, data_dir: DataDir
+) -> dg.RunRequest | dg.SkipReason:
+    source = dump_source.url
+    held = previous_dump(data_dir.paths)
     if not is_url(source):
         return dg.RunRequest(run_key=f"refresh-{context.scheduled_execution_time:%Y%m%dT%H%M}")
     try:

@@ -4,8 +4,7 @@ import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.ml.evaluation import evaluation_report
-from nova_assets.defs.resources import MlflowStore
-from nova_assets.lib.paths import data_paths
+from nova_assets.defs.resources import DataDir, MlflowStore
 from nova_assets.lib.promotion import promotion_decision
 from nova_assets.lib.registry import CHAMPION, MODEL_NAME, champion_version, latest_version
 from nova_assets.lib.report import read_report
@@ -21,10 +20,10 @@ from nova_assets.lib.report import read_report
     "test slices weighted like the unlabelled products (the first model that passes wins).",
 )
 def champion_model(
-    context: dg.AssetExecutionContext, mlflow_store: MlflowStore
+    context: dg.AssetExecutionContext, mlflow_store: MlflowStore, data_dir: DataDir
 ) -> dg.MaterializeResult:
     client = mlflow_store.client()
-    report = read_report(data_paths().reports)
+    report = read_report(data_dir.paths.reports)
     newest = latest_version(client)
     if newest is None or str(newest.version) != report["model"]["version"]:
         raise RuntimeError(

@@ -5,8 +5,7 @@ import dagster as dg
 
 from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.ml.evaluation import evaluation_report
-from nova_assets.defs.resources import MlflowStore
-from nova_assets.lib.paths import data_paths
+from nova_assets.defs.resources import DataDir, MlflowStore
 from nova_assets.lib.promotion import beats_majority, beats_rules
 from nova_assets.lib.registry import champion_version
 from nova_assets.lib.report import read_report
@@ -18,8 +17,8 @@ from nova_assets.lib.report import read_report
     description="The model beats always answering the majority group in macro-F1 on the mix of "
     "slices; a model that does not can never become champion.",
 )
-def model_beats_majority() -> dg.AssetCheckResult:
-    report = read_report(data_paths().reports)
+def model_beats_majority(data_dir: DataDir) -> dg.AssetCheckResult:
+    report = read_report(data_dir.paths.reports)
     return dg.AssetCheckResult(
         passed=beats_majority(report),
         severity=dg.AssetCheckSeverity.ERROR,
@@ -38,8 +37,8 @@ def model_beats_majority() -> dg.AssetCheckResult:
     description="The model is at least as good as OFF's own rules (markers on whatever evidence "
     "is left) in macro-F1 on the mix of slices; a model that is not can never become champion.",
 )
-def model_beats_rules() -> dg.AssetCheckResult:
-    report = read_report(data_paths().reports)
+def model_beats_rules(data_dir: DataDir) -> dg.AssetCheckResult:
+    report = read_report(data_dir.paths.reports)
     return dg.AssetCheckResult(
         passed=beats_rules(report),
         severity=dg.AssetCheckSeverity.ERROR,
@@ -60,8 +59,8 @@ def model_beats_rules() -> dg.AssetCheckResult:
     description="The champion alias exists and points at the best of the evaluated model and the "
     "previous champion on the mix of test slices, so predictions use the best model.",
 )
-def champion_is_best(mlflow_store: MlflowStore) -> dg.AssetCheckResult:
-    report = read_report(data_paths().reports)
+def champion_is_best(mlflow_store: MlflowStore, data_dir: DataDir) -> dg.AssetCheckResult:
+    report = read_report(data_dir.paths.reports)
     champion = champion_version(mlflow_store.client())
     scores = {report["model"]["version"]: report["model"]["macro_f1"]}
     if report.get("champion"):

@@ -3,10 +3,12 @@
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
-from nova_assets.defs.metadata import rounded, setting
+from nova_assets.defs.ingest.assets import latest_dump
+from nova_assets.defs.metadata import rounded, setting, unchanged
 from nova_assets.defs.ml.champion import champion_model
-from nova_assets.defs.resources import MlflowStore, Warehouse
+from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
 from nova_assets.defs.warehouse.assets import products
+from nova_assets.lib import builds
 from nova_assets.lib import drift as dr
 from nova_assets.lib.registry import MODEL_NAME, champion_version, load_pipeline
 
@@ -27,7 +29,8 @@ class DriftThresholds(dg.Config):
     """Products whose group changed, over those labelled in both dumps."""
 
 
-# Numeric figures logged on every materialization: Dagster's Plots tab draws them across dumps.
+# Numeric figures logged when a dump is measured (again only if the champion or min_count
+# changed): Dagster's Plots tab draws them across dumps.
 PLOTTED = (
     "labelled_share",
     "share_1",
@@ -65,9 +68,17 @@ def nova_drift(
     config: DriftConfig,
     warehouse: Warehouse,
     mlflow_store: MlflowStore,
+    data_dir: DataDir,
 ) -> dg.MaterializeResult:
+    version = champion_version(mlflow_store.client())
+    sha256 = latest_dump(data_dir.paths).sha256
+    build = builds.fingerprint(
+        dump_sha256=sha256, min_count=config.min_count, champion=version and version.version
+    )
+    if warehouse.built_as("nova_drift") == build:
+        return unchanged(f"dump {sha256[:12]} already measured", sha256)
+
     def champion() -> dr.Champion | None:
-        version = champion_version(mlflow_store.client())
         if version is None:
             return None
         uri = f"models:/{MODEL_NAME}/{version.version}"
@@ -75,6 +86,7 @@ def nova_drift(
 
     with warehouse.connect(publish=["nova_drift"]) as con:
         drift = dr.update_drift(con, min_count=config.min_count, champion=champion)
+        builds.record(con, "nova_drift", build)
         history = dr.history(con)
     figures = drift.figures()
     previous = figures["previous_sha256"]
@@ -97,6 +109,7 @@ def nova_drift(
     return dg.MaterializeResult(
         metadata=rounded(
             {
+                "status": "measured",
                 "summary": summary,
                 "dump_sha256": drift.current.dump_sha256,
                 "previous_dump_sha256": previous or "none",

@@ -5,16 +5,16 @@ import dagster as dg
 from mlflow.entities.model_registry import ModelVersion
 
 from nova_assets.defs.automation import follows_changed_dump
-from nova_assets.defs.metadata import rounded
-from nova_assets.defs.ml.features import features_dir, read_manifest
+from nova_assets.defs.metadata import rounded, unchanged
+from nova_assets.defs.ml.features import read_manifest
 from nova_assets.defs.ml.model import nova_model
-from nova_assets.defs.resources import MlflowStore, Warehouse
+from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
+from nova_assets.lib import builds
 from nova_assets.lib import report as rp
 from nova_assets.lib.evaluate import Contender, build_report, in_vocabulary
 from nova_assets.lib.features import ProductMatrix
 from nova_assets.lib.markdown import interval
 from nova_assets.lib.metrics import majority_baseline
-from nova_assets.lib.paths import data_paths
 from nova_assets.lib.registry import (
     MODEL_NAME,
     champion_version,
@@ -25,7 +25,9 @@ from nova_assets.lib.registry import (
 from nova_assets.lib.tracking import log_evaluation
 
 
-def _contenders(store: MlflowStore, version: ModelVersion) -> tuple[list[Contender], str | None]:
+def _contenders(
+    store: MlflowStore, version: ModelVersion, champion: ModelVersion | None
+) -> tuple[list[Contender], str | None]:
     """The model, its reference and the champion (unless it is the model, or takes an input of
     older code and cannot be scored: then the second value says so)."""
 
@@ -45,7 +47,6 @@ def _contenders(store: MlflowStore, version: ModelVersion) -> tuple[list[Contend
             load(version.tags["reference_model_uri"]),
         ),
     ]
-    champion = champion_version(store.client())
     if champion is None or str(champion.version) == str(version.version):
         return contenders, None
     if not takes_current_input(champion):
@@ -67,7 +68,10 @@ def _contenders(store: MlflowStore, version: ModelVersion) -> tuple[list[Contend
     "data/reports/ and logged to the model's MLflow run.",
 )
 def evaluation_report(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, mlflow_store: MlflowStore
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    mlflow_store: MlflowStore,
+    data_dir: DataDir,
 ) -> dg.MaterializeResult:
     client = mlflow_store.client()
     version = latest_version(client)
@@ -75,17 +79,30 @@ def evaluation_report(
         raise RuntimeError(
             f"no version of {MODEL_NAME} is registered: materialize nova_model first"
         )
-    test = ProductMatrix.load(features_dir() / "test.npz")
+    champion = champion_version(client)
+    features, reports = data_dir.paths.features, data_dir.paths.reports
+    manifest = read_manifest(features)
+    rival = champion if champion and str(champion.version) != str(version.version) else None
+    build = builds.fingerprint(
+        model=version.version,
+        champion=rival and rival.version,  # the champion scored beside the model, if another
+        features=[manifest["dump_sha256"], manifest["min_count"]],
+    )
+    if warehouse.built_as("evaluation_report") == build and rp.exists(reports):
+        return unchanged(f"v{version.version} already evaluated against the same champion")
+    test = ProductMatrix.load(features / "test.npz")
     if len(test) == 0:
         raise ValueError("the test split has no labelled product: cannot evaluate")
-    majority = majority_baseline(ProductMatrix.load(features_dir() / "train.npz").labels)
-    contenders, skipped = _contenders(mlflow_store, version)
+    majority = majority_baseline(ProductMatrix.load(features / "train.npz").labels)
+    contenders, skipped = _contenders(mlflow_store, version, champion)
     with warehouse.connect(read_only=True) as con:
         matrices = {c.key: in_vocabulary(con, c.pipeline, test) for c in contenders}
-        report = build_report(contenders, matrices, majority, read_manifest()["slice_weights"], con)
+        report = build_report(contenders, matrices, majority, manifest["slice_weights"], con)
     report.update(dump_sha256=version.tags.get("dump_sha256", ""), champion_skipped=skipped)
-    files = rp.write_report(report, data_paths().reports)
+    files = rp.write_report(report, reports)
     log_evaluation(client, version, report, files)
+    with warehouse.connect() as con:
+        builds.record(con, "evaluation_report", build)
     model, rules = report["model"], report["rules"]
     context.log.info(
         f"model v{version.version}: mix macro-F1 {model['macro_f1']:.4f} (OFF's rules "
@@ -101,6 +118,7 @@ def _metadata(report: dict, files: dict) -> dict:
     as_is = report["slices"]["as_is"]["model"]
     return rounded(
         {
+            "status": "evaluated",
             "report": dg.MetadataValue.md(rp.report_markdown(report, images)),
             "model_version": report["model"]["version"],
             "macro_f1": report["model"]["macro_f1"],

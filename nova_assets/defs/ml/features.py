@@ -8,25 +8,22 @@ import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.ingest.assets import latest_dump
-from nova_assets.defs.metadata import setting
-from nova_assets.defs.resources import Warehouse
+from nova_assets.defs.metadata import setting, unchanged
+from nova_assets.defs.resources import DataDir, Warehouse
 from nova_assets.defs.warehouse.assets import products, test_split
+from nova_assets.lib import builds
 from nova_assets.lib.evidence import population_weights
 from nova_assets.lib.features import FAMILIES, build_vocabulary, labelled_rows_sql, product_matrix
 from nova_assets.lib.files import write_atomically
 from nova_assets.lib.markdown import table
-from nova_assets.lib.paths import data_paths
 from nova_assets.lib.predictions import population
 from nova_assets.lib.warehouse import transaction
 
-
-def features_dir() -> Path:
-    """Where feature_matrix writes its matrices and manifest."""
-    return data_paths().features
+FILES = ("train.npz", "test.npz", "manifest.json")
 
 
-def read_manifest() -> dict:
-    return json.loads((features_dir() / "manifest.json").read_text())
+def read_manifest(directory: Path) -> dict:
+    return json.loads((directory / "manifest.json").read_text())
 
 
 class FeatureConfig(dg.Config):
@@ -46,9 +43,19 @@ class FeatureConfig(dg.Config):
     "data/features/, and the unlabelled products by evidence state, which weigh the slices.",
 )
 def feature_matrix(
-    context: dg.AssetExecutionContext, config: FeatureConfig, warehouse: Warehouse
+    context: dg.AssetExecutionContext,
+    config: FeatureConfig,
+    warehouse: Warehouse,
+    data_dir: DataDir,
 ) -> dg.MaterializeResult:
-    dump = latest_dump()
+    dump = latest_dump(data_dir.paths)
+    directory = data_dir.paths.features
+    build = builds.fingerprint(dump_sha256=dump.sha256, min_count=config.min_count)
+    version = f"{dump.sha256}-{config.min_count}"
+    if warehouse.built_as("feature_matrix") == build and all(
+        (directory / name).exists() for name in FILES
+    ):
+        return unchanged("features of this dump with these settings, by this code", version)
     with warehouse.connect(publish=["feature_vocabulary"]) as con, transaction(con):
         features = build_vocabulary(con, config.min_count)
         train = product_matrix(con, labelled_rows_sql("train"), features)
@@ -56,7 +63,6 @@ def feature_matrix(
             raise ValueError("no labelled training products: cannot build features")
         test = product_matrix(con, labelled_rows_sql("test"), features)
         unlabelled = population(con)
-    directory = features_dir()
     train.save(directory / "train.npz")
     test.save(directory / "test.npz")
     weights = population_weights(unlabelled)
@@ -72,6 +78,8 @@ def feature_matrix(
         "slice_weights": weights,
     }
     write_atomically(directory / "manifest.json", json.dumps(manifest, indent=2))
+    with warehouse.connect() as con:
+        builds.record(con, "feature_matrix", build)
     context.log.info(
         f"features: {len(features)} ({per_family}); train {len(train)}, test {len(test)}; "
         f"unlabelled products by evidence {unlabelled}"
@@ -81,6 +89,7 @@ def feature_matrix(
     )
     return dg.MaterializeResult(
         metadata={
+            "status": "built",
             **{f"features_{k}": v for k, v in per_family.items()},
             "features": len(features),
             "train_rows": len(train),
@@ -91,5 +100,5 @@ def feature_matrix(
             "slice_weights": dg.MetadataValue.json(weights),
             "path": dg.MetadataValue.path(str(directory)),
         },
-        data_version=dg.DataVersion(f"{dump.sha256}-{config.min_count}"),
+        data_version=dg.DataVersion(version),
     )

@@ -5,8 +5,8 @@ import mlflow
 
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.metadata import rounded
-from nova_assets.defs.ml.features import feature_matrix, features_dir, read_manifest
-from nova_assets.defs.resources import MlflowStore
+from nova_assets.defs.ml.features import feature_matrix, read_manifest
+from nova_assets.defs.resources import DataDir, MlflowStore
 from nova_assets.lib.candidates import MODEL_KINDS
 from nova_assets.lib.features import ProductMatrix
 from nova_assets.lib.models import GROUP_1_PRECISION, PRECISION_TARGET
@@ -65,15 +65,18 @@ class ModelConfig(dg.Config):
     f"('{CHALLENGER}').",
 )
 def nova_model(
-    context: dg.AssetExecutionContext, config: ModelConfig, mlflow_store: MlflowStore
+    context: dg.AssetExecutionContext,
+    config: ModelConfig,
+    mlflow_store: MlflowStore,
+    data_dir: DataDir,
 ) -> dg.MaterializeResult:
     unknown = sorted(set(config.candidates) - set(MODEL_KINDS))
     if unknown or not config.candidates:
         raise ValueError(
             f"unknown or no candidate model(s) {unknown}; choose from {', '.join(MODEL_KINDS)}"
         )
-    matrix = ProductMatrix.load(features_dir() / "train.npz")
-    manifest = read_manifest()
+    matrix = ProductMatrix.load(data_dir.paths.features / "train.npz")
+    manifest = read_manifest(data_dir.paths.features)
     grids = {"C": config.C, "alpha": config.alpha, "max_depth": config.max_depth}
     fingerprint = training_fingerprint(config.model_dump(), manifest)
     same = version_trained_as(mlflow_store.client(), fingerprint)

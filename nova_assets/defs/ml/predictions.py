@@ -3,11 +3,12 @@
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
-from nova_assets.defs.metadata import rounded
+from nova_assets.defs.ingest.assets import latest_dump
+from nova_assets.defs.metadata import rounded, unchanged
 from nova_assets.defs.ml.champion import champion_model
-from nova_assets.defs.resources import MlflowStore, Warehouse
+from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
+from nova_assets.lib import builds
 from nova_assets.lib.markdown import table
-from nova_assets.lib.paths import data_paths
 from nova_assets.lib.predictions import coverage_by_reason, write_predictions
 from nova_assets.lib.registry import CHAMPION, MODEL_NAME, champion_version, load_pipeline
 
@@ -24,20 +25,27 @@ from nova_assets.lib.registry import CHAMPION, MODEL_NAME, champion_version, loa
     "version and the tags behind the answer.",
 )
 def nova_predictions(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, mlflow_store: MlflowStore
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    mlflow_store: MlflowStore,
+    data_dir: DataDir,
 ) -> dg.MaterializeResult:
+    paths = data_dir.paths
     champion = champion_version(mlflow_store.client())
     if champion is None:
         raise RuntimeError(
             f"{MODEL_NAME} has no '{CHAMPION}' alias: materialize champion_model first"
         )
+    build = builds.fingerprint(model=champion.version, dump_sha256=latest_dump(paths).sha256)
+    if warehouse.built_as("nova_predictions") == build:
+        return unchanged(f"this dump's products already scored by champion v{champion.version}")
     # By version, not by alias: the rows must carry the version that really scored them, even
     # if someone moves the alias meanwhile.
     pipeline = load_pipeline(mlflow_store.tracking_uri, f"models:/{MODEL_NAME}/{champion.version}")
     with warehouse.connect(publish=["nova_predictions"]) as con:
         stats = write_predictions(con, pipeline, int(champion.version))
+        builds.record(con, "nova_predictions", build)
         coverage = coverage_by_reason(con)
-    paths = data_paths()
     context.log.info(
         f"{stats.rows:,} predictions by champion v{champion.version}, {stats.confident:,} "
         f"confident, in {stats.batches} batches ({stats.rows_per_second:,.0f} rows/s). Results: "
@@ -50,6 +58,7 @@ def nova_predictions(
     return dg.MaterializeResult(
         metadata=rounded(
             {
+                "status": "scored",
                 "dagster/row_count": stats.rows,
                 "model_version": str(champion.version),
                 **{f"predicted_group_{g}": n for g, n in stats.by_group.items()},

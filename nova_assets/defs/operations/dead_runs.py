@@ -1,6 +1,7 @@
 """What a dead run leaves behind, cleared: a run whose worker process is gone (`kill -9`, a
 crash, a full disk) would stay STARTED for ever, keep its `duckdb` pool slot and its MLflow run
-RUNNING, and block every later run. Checked when a run takes the run lock and by a sensor."""
+RUNNING, and block every later run. Checked when a run takes the run lock and by
+dead_run_sensor (sensors.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import os
 import dagster as dg
 from mlflow import MlflowClient
 
-from nova_assets.lib.paths import data_paths, sensor_interval_seconds
 from nova_assets.lib.registry import EXPERIMENT, client_for
 
 IN_PROGRESS = [
@@ -78,16 +78,3 @@ def end_orphaned_mlflow_runs(instance: dg.DagsterInstance, client: MlflowClient)
             client.set_terminated(run.info.run_id, status="FAILED")
             ended.append(run.info.run_id)
     return ended
-
-
-@dg.sensor(
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=sensor_interval_seconds(),
-    description="Marks FAILED a run whose worker process died, frees the pool slots of runs "
-    "that are over and ends their MLflow runs, so queued runs go on (see dead_runs.py).",
-)
-def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    reaped = reap_dead_runs(context.instance, data_paths().mlflow_tracking_uri)
-    if reaped:
-        context.log.warning(f"marked failed, their workers being gone: {', '.join(reaped)}")
-    return dg.SkipReason(f"{len(reaped)} dead run(s) marked failed")

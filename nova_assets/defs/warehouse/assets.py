@@ -3,11 +3,11 @@
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
-from nova_assets.defs.ingest.assets import fetched_dump, latest_dump, off_dump
-from nova_assets.defs.resources import Warehouse
-from nova_assets.lib import markdown
+from nova_assets.defs.ingest.assets import accepted_dump, fetched_dump, latest_dump, off_dump
+from nova_assets.defs.metadata import unchanged
+from nova_assets.defs.resources import DataDir, Warehouse
+from nova_assets.lib import builds, markdown
 from nova_assets.lib.files import write_atomically
-from nova_assets.lib.paths import data_paths
 from nova_assets.lib.products import ingest_products
 from nova_assets.lib.split import TEST_PERCENT, extend_test_split
 
@@ -36,31 +36,31 @@ def _markdown_table(columns: list[str], rows: list[tuple]) -> str:
     "previous table as it was, and only an accepted dump becomes the current one.",
 )
 def products(
-    context: dg.AssetExecutionContext, config: ProductsConfig, warehouse: Warehouse
+    context: dg.AssetExecutionContext,
+    config: ProductsConfig,
+    warehouse: Warehouse,
+    data_dir: DataDir,
 ) -> dg.MaterializeResult:
-    dump = fetched_dump()
+    paths = data_dir.paths
+    dump = fetched_dump(paths)
+    build = builds.fingerprint(dump_sha256=dump.sha256)
+    accepted = accepted_dump(paths)
+    if warehouse.built_as("products") == build and accepted and accepted.sha256 == dump.sha256:
+        context.log.info(f"products already hold dump {dump.sha256[:12]}: nothing to ingest")
+        return unchanged("the tables already hold this dump, by this code", dump.sha256)
     with warehouse.connect(publish=["products", "dumps"]) as con:
         stats = ingest_products(con, dump, max_shrink=config.max_shrink)
-        schema = con.execute("DESCRIBE products").fetchall()
-        preview = con.execute(
-            "SELECT code, product_name, nova_group, ingredients_tags[1:3] AS first_ingredients, "
-            "categories_tags[1:2] AS first_categories FROM products ORDER BY code LIMIT 5"
-        ).fetchall()
-        by_group = con.execute(
-            "SELECT coalesce(CAST(nova_group AS VARCHAR), 'unknown'), count(*) FROM products "
-            "GROUP BY ALL ORDER BY 1"
-        ).fetchall()
-    write_atomically(data_paths().latest_dump, dump.to_json())
+        builds.record(con, "products", build)
+        metadata = _products_metadata(con)
+    write_atomically(paths.latest_dump, dump.to_json())
     context.log.info(
         f"products: {stats.products:,} from {stats.lines_read:,} lines; skipped {stats.skipped_lines} "
         f"broken lines, {stats.duplicate_rows} duplicate rows, {stats.invalid_nova_groups} invalid groups"
     )
     return dg.MaterializeResult(
         metadata={
+            "status": "ingested",
             "dagster/row_count": stats.products,
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(name=r[0], type=r[1]) for r in schema]
-            ),
             "lines_read": stats.lines_read,
             "skipped_lines": stats.skipped_lines,
             "rows_without_code": stats.rows_without_code,
@@ -68,18 +68,32 @@ def products(
             "invalid_nova_groups": stats.invalid_nova_groups,
             "repaired_lines": stats.repaired_lines,
             "previous_row_count": stats.previous_products,
-            "nova_groups": dg.MetadataValue.md(
-                _markdown_table(["nova_group", "products"], by_group)
-            ),
-            "preview": dg.MetadataValue.md(
-                _markdown_table(
-                    ["code", "product_name", "nova_group", "ingredients", "categories"], preview
-                )
-            ),
+            **metadata,
             "dump_sha256": dump.sha256,
         },
         data_version=dg.DataVersion(dump.sha256),
     )
+
+
+def _products_metadata(con) -> dict:
+    """The new table's schema, its groups and its first rows, for the UI."""
+    schema = con.execute("DESCRIBE products").fetchall()
+    preview = con.execute(
+        "SELECT code, product_name, nova_group, ingredients_tags[1:3] AS first_ingredients, "
+        "categories_tags[1:2] AS first_categories FROM products ORDER BY code LIMIT 5"
+    ).fetchall()
+    by_group = con.execute(
+        "SELECT coalesce(CAST(nova_group AS VARCHAR), 'unknown'), count(*) FROM products "
+        "GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    columns = ["code", "product_name", "nova_group", "ingredients", "categories"]
+    return {
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name=r[0], type=r[1]) for r in schema]
+        ),
+        "nova_groups": dg.MetadataValue.md(_markdown_table(["nova_group", "products"], by_group)),
+        "preview": dg.MetadataValue.md(_markdown_table(columns, preview)),
+    }
 
 
 @dg.asset(
@@ -91,14 +105,22 @@ def products(
     description=f"The fixed split: each code is 'train' or 'test' ({TEST_PERCENT}% test) by a stable "
     "hash of the code, recorded once and never changed.",
 )
-def test_split(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+def test_split(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, data_dir: DataDir
+) -> dg.MaterializeResult:
+    dump = latest_dump(data_dir.paths)
+    build = builds.fingerprint(dump_sha256=dump.sha256)
+    if warehouse.built_as("test_split") == build:
+        return unchanged("every code of this dump already has its side", dump.sha256)
     with warehouse.connect(publish=["test_split"]) as con:
         counts = extend_test_split(con)
+        builds.record(con, "test_split", build)
     context.log.info(
         f"test_split: {counts['new_codes']:,} new codes; {counts['test_codes']:,} of {counts['codes']:,} in test"
     )
     return dg.MaterializeResult(
         metadata={
+            "status": "extended",
             "dagster/row_count": counts["codes"],
             "new_codes": counts["new_codes"],
             "test_codes": counts["test_codes"],
@@ -106,5 +128,5 @@ def test_split(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Ma
             if counts["codes"]
             else 0.0,
         },
-        data_version=dg.DataVersion(latest_dump().sha256),
+        data_version=dg.DataVersion(dump.sha256),
     )

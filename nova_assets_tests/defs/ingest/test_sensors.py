@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from nova_assets.definitions import defs
 from nova_assets.defs.ingest.sensors import new_dump_sensor, refresh_schedule
 from nova_assets.lib.dump import Dump
 from nova_assets.lib.dump_watch import fingerprint
@@ -27,8 +28,12 @@ def drop(directory: Path, name: str, content: bytes, mtime: float | None = OLD) 
 
 
 def tick(cursor: str | None = None):
-    with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources=defs().resources
+        ) as context,
+    ):
         result = new_dump_sensor(context)
         if isinstance(result, dg.SkipReason):
             return [], context.cursor, result.skip_message
@@ -170,8 +175,12 @@ def test_a_silent_server_times_out_without_crashing(data_dir, monkeypatch):
 
 
 def evaluate_schedule():
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=None)
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=None, resources=defs().resources
+        ) as context,
+    ):
         return refresh_schedule(context)
 
 

@@ -7,9 +7,14 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 from nova_assets.defs.ml.checks import champion_is_best, model_beats_majority, model_beats_rules
-from nova_assets.defs.resources import MlflowStore
+from nova_assets.defs.resources import DataDir, MlflowStore
 from nova_assets.lib.paths import data_paths
 from nova_assets.lib.registry import CHAMPION, MODEL_NAME, ensure_experiment
+
+
+def here() -> DataDir:
+    """The test's data dir, as the definitions give it to the checks."""
+    return DataDir(root=str(data_paths().root))
 
 
 def entry(scores: tuple, version: str | None = None) -> dict:
@@ -41,21 +46,21 @@ def write_report(
 
 def test_model_must_beat_majority_in_macro_f1(data_dir):
     write_report(("1", 0.9, 0.8))
-    assert model_beats_majority().passed
+    assert model_beats_majority(here()).passed
     write_report(("1", 0.65, 0.8))  # less accurate than always 4, far better over the groups
-    assert model_beats_majority().passed
+    assert model_beats_majority(here()).passed
     write_report(("1", 0.9, 0.15))
-    result = model_beats_majority()
+    result = model_beats_majority(here())
     assert not result.passed and result.metadata["majority_macro_f1"].value == 0.2
 
 
 def test_model_must_beat_offs_rules(data_dir):
     write_report(("1", 0.9, 0.8))
-    result = model_beats_rules()
+    result = model_beats_rules(here())
     assert result.passed
     assert result.metadata["no_ingredients_model_minus_rules"].value == pytest.approx(0.6)
     write_report(("1", 0.9, 0.3))
-    assert not model_beats_rules().passed
+    assert not model_beats_rules(here()).passed
 
 
 @pytest.fixture
@@ -75,11 +80,11 @@ def registry(data_dir):
 def test_champion_must_be_the_best_version(registry):
     client = registry.client()
     write_report(("2", 0.9, 0.8), champion=("1", 0.8, 0.6))
-    assert not champion_is_best(registry).passed  # no alias at all
+    assert not champion_is_best(registry, here()).passed  # no alias at all
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, "1")
-    result = champion_is_best(registry)
+    result = champion_is_best(registry, here())
     assert not result.passed and result.metadata["champion_version"].value == "1"
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, "2")
-    assert champion_is_best(registry).passed
+    assert champion_is_best(registry, here()).passed
     write_report(("2", 0.9, 0.5), champion=("1", 0.8, 0.6))
-    assert not champion_is_best(registry).passed
+    assert not champion_is_best(registry, here()).passed

@@ -14,7 +14,9 @@ import dagster as dg
 import mlflow
 import pytest
 
-from nova_assets.defs.operations.dead_runs import dead_run_sensor, reap_dead_runs
+from nova_assets.definitions import defs
+from nova_assets.defs.operations.dead_runs import reap_dead_runs
+from nova_assets.defs.operations.sensors import dead_run_sensor
 from nova_assets.lib.registry import EXPERIMENT, client_for
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -97,6 +99,9 @@ def test_a_killed_run_is_marked_failed_its_slot_and_mlflow_run_freed(home, tmp_p
 
 
 def test_the_sensor_reaps_without_a_run(home, data_dir):
-    with dg.DagsterInstance.get() as instance:
-        result = dead_run_sensor(dg.build_sensor_context(instance=instance))
+    with (
+        dg.DagsterInstance.get() as instance,
+        dg.build_sensor_context(instance=instance, resources=defs().resources) as context,
+    ):
+        result = dead_run_sensor(context)
     assert isinstance(result, dg.SkipReason) and "0 dead run(s)" in result.skip_message
