@@ -39,7 +39,7 @@ from nova_assets.lib.registry import (
 )
 from nova_assets.lib.serving import catalog_path
 
-MATERIALIZE_FIRST = "materialize the assets first: uv run dg launch --assets '*'"
+MATERIALIZE_FIRST = "materialize the assets first: uv run dg launch --job all_assets"
 
 
 class PredictError(Exception):

@@ -28,10 +28,23 @@ def follows_changed_dump() -> dg.AutomationCondition:
     ).with_label("follows_changed_dump")
 
 
+def runs_with_its_asset() -> dg.AutomationCondition:
+    """For a check: requested with its asset, so the two run together and the assets below,
+    which wait for the blocking checks, are requested in the same tick (one run per dump)."""
+    return AC.any_deps_match(AC.will_be_requested()).with_label("runs_with_its_asset")
+
+
 nova_automation_sensor = dg.AutomationConditionSensorDefinition(
     "nova_automation_sensor",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=sensor_interval_seconds(),
     description="Materializes what follows a new dump (see follows_changed_dump).",
+)
+
+all_assets = dg.define_asset_job(
+    "all_assets",
+    selection=dg.AssetSelection.all(),
+    description="Every asset and check, from the dump to predictions and drift: the README's "
+    "first command (`dg launch --job all_assets`).",
 )

@@ -1,6 +1,7 @@
 """The platform's resources: the data dir, the DuckDB warehouse, the dump source and the MLflow
 store. Settings reach the code only through them, built once when the definitions load."""
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ import duckdb
 import mlflow
 from mlflow import MlflowClient
 
-from nova_assets.defs.operations.dead_runs import reap_dead_runs
+from nova_assets.defs.operations.dead_runs import end_orphaned_mlflow_runs, reap_dead_runs
 from nova_assets.lib import builds, run_lock, serving
 from nova_assets.lib import warehouse as wh
 from nova_assets.lib.dump import Dump, ProgressCallback, fetch_dump, remove_partial_downloads
@@ -33,11 +34,14 @@ class RunLocked(dg.ConfigurableResource):
             return
         run_id = context.run.run_id
         log = context.log.info if context.log else None
-        run_lock.hold(Path(self.run_lock), f"run {run_id}", log)
-        if context.instance is not None:
-            reaped = reap_dead_runs(context.instance, self.tracking_store(), current=run_id)
+        took = run_lock.hold(Path(self.run_lock), f"run {run_id}", log)
+        if context.instance is None:
+            return
+        if took:
+            reaped = reap_dead_runs(context.instance, current=run_id)
             if reaped and log:
                 log(f"marked failed, their workers being gone: {', '.join(reaped)}")
+        self.clear_after_dead_runs(context.instance)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._locks(context):
@@ -47,9 +51,8 @@ class RunLocked(dg.ConfigurableResource):
         """Only runs take the lock: a sensor or schedule given this resource only reads."""
         return bool(self.run_lock) and context.run is not None
 
-    def tracking_store(self) -> str | None:
-        """The MLflow store whose orphaned runs to end, if this resource knows it."""
-        return None
+    def clear_after_dead_runs(self, instance: dg.DagsterInstance) -> None:
+        """What else a dead run left in this resource's own store, cleared once the lock is held."""
 
 
 class DataDir(dg.ConfigurableResource):
@@ -174,8 +177,8 @@ class MlflowStore(RunLocked):
     def client(self) -> MlflowClient:
         return client_for(self.tracking_uri)
 
-    def tracking_store(self) -> str | None:
-        return self.tracking_uri
+    def clear_after_dead_runs(self, instance: dg.DagsterInstance) -> None:
+        end_orphaned_mlflow_runs(instance, self.client())
 
     @contextmanager
     def training_run(self, context: dg.AssetExecutionContext) -> Iterator[mlflow.ActiveRun]:
@@ -184,6 +187,9 @@ class MlflowStore(RunLocked):
         ended FINISHED, or FAILED on any error. Only a step that trains starts one, so a launch
         that fails before leaves no empty run."""
         experiment_id = ensure_experiment(self.tracking_uri, Path(self.artifact_location))
+        # Each model's requirements are given (tracking.MODEL_REQUIREMENTS), so what MLflow
+        # says of this folder being a uv project applies to nothing we log.
+        logging.getLogger("mlflow.utils.uv_utils").setLevel(logging.WARNING)
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         run_id = context.run.run_id

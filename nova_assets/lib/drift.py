@@ -1,19 +1,13 @@
-"""Drift between the newest dump and the one measured before it, set-wise in DuckDB.
-
-The warehouse keeps only the newest `products`, so a comparison needs something of the
-previous dump. Kept here, and nowhere else:
-
-- `nova_drift`: one row of figures per dump measured (the history the asset's plots show);
-- `drift_labels`: (dump, code, group) of every labelled product, for the newest two dumps only;
-- `drift_tags`: (dump, family, tag, products) of every tag, for the newest two dumps only.
+"""Drift between the newest dump and the one measured before it, set-wise in DuckDB: class
+shares, vocabulary, changed labels and the champion on them. What is kept of each dump for the
+next comparison is in drift_history.py.
 
 A dump is never loaded into Python: only the products whose label changed are, to be scored.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,56 +15,14 @@ import duckdb
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from nova_assets.lib.drift_history import ensure_tables, previous_measured, record
 from nova_assets.lib.features import FAMILIES, product_matrix, tag_pairs_sql
 from nova_assets.lib.models import predict
-from nova_assets.lib.warehouse import sql_literal, table_exists, transaction
+from nova_assets.lib.warehouse import sql_literal, table_exists
 
 GROUPS = (1, 2, 3, 4)
 EXAMPLES = 5
 """New and vanished tags shown per family (the most frequent first)."""
-
-HISTORY_DDL = """
-CREATE TABLE IF NOT EXISTS nova_drift (
-    dump_sha256 VARCHAR PRIMARY KEY,
-    previous_sha256 VARCHAR,
-    seq BIGINT NOT NULL,
-    measured_at TIMESTAMP NOT NULL,
-    min_count INTEGER NOT NULL,
-    products BIGINT NOT NULL,
-    labelled BIGINT NOT NULL,
-    labelled_share DOUBLE NOT NULL,
-    share_1 DOUBLE NOT NULL,
-    share_2 DOUBLE NOT NULL,
-    share_3 DOUBLE NOT NULL,
-    share_4 DOUBLE NOT NULL,
-    vocabulary BIGINT NOT NULL,
-    class_share_distance DOUBLE,
-    labelled_share_change DOUBLE,
-    new_vocabulary BIGINT,
-    vanished_vocabulary BIGINT,
-    vocabulary_change_share DOUBLE,
-    common_labelled BIGINT,
-    changed_labels BIGINT,
-    changed_label_share DOUBLE,
-    champion_version VARCHAR,
-    champion_rows BIGINT,
-    champion_accuracy DOUBLE,
-    champion_test_rows BIGINT,
-    champion_test_accuracy DOUBLE,
-    details VARCHAR
-)
-"""
-LABELS_DDL = """
-CREATE TABLE IF NOT EXISTS drift_labels (
-    dump_sha256 VARCHAR NOT NULL, code VARCHAR NOT NULL, nova_group TINYINT NOT NULL
-)
-"""
-TAGS_DDL = """
-CREATE TABLE IF NOT EXISTS drift_tags (
-    dump_sha256 VARCHAR NOT NULL, family VARCHAR NOT NULL, tag VARCHAR NOT NULL,
-    products BIGINT NOT NULL
-)
-"""
 
 
 @dataclass(frozen=True)
@@ -243,32 +195,6 @@ def _profile(
         shares={g: counts.get(g, 0) / labelled if labelled else 0.0 for g in GROUPS},
         vocabulary={f: int(sizes.get(f, 0)) for f in FAMILIES},
     )
-
-
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(HISTORY_DDL)
-    con.execute(LABELS_DDL)
-    con.execute(TAGS_DDL)
-
-
-def previous_measured(con: duckdb.DuckDBPyConnection, sha256: str) -> dict[str, Any] | None:
-    """The dump measured last before `sha256` (its `nova_drift` row); None for the first.
-
-    Re-measuring the same dump compares it with the same predecessor, so the figures repeat.
-    """
-    return _row(
-        con,
-        "SELECT * FROM nova_drift WHERE dump_sha256 <> ? ORDER BY seq DESC LIMIT 1",
-        [sha256],
-    )
-
-
-def _row(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> dict[str, Any] | None:
-    cursor = con.execute(sql, params)
-    row = cursor.fetchone()
-    if row is None:
-        return None
-    return dict(zip([d[0] for d in cursor.description], row, strict=True))
 
 
 def _stage_current(con: duckdb.DuckDBPyConnection) -> tuple[str, int]:
@@ -460,171 +386,5 @@ def update_drift(
         else:
             drift.champion = _score(con, model)
         con.execute("DROP TABLE drift_changed")
-    _record(con, drift)
+    record(con, drift)
     return drift
-
-
-def _record(con: duckdb.DuckDBPyConnection, drift: Drift) -> None:
-    figures = drift.figures()
-    keep = [figures["dump_sha256"], figures["previous_sha256"] or figures["dump_sha256"]]
-    columns = [*figures, "details"]
-    with transaction(con):
-        for table in ("drift_labels", "drift_tags"):
-            con.execute(
-                f"DELETE FROM {table} WHERE dump_sha256 NOT IN (?, ?) OR dump_sha256 = ?",
-                [*keep, figures["dump_sha256"]],
-            )
-        con.execute(
-            "INSERT INTO drift_labels SELECT ?, code, nova_group FROM drift_current_labels",
-            [figures["dump_sha256"]],
-        )
-        con.execute(
-            "INSERT INTO drift_tags SELECT ?, family, tag, products FROM drift_current_tags",
-            [figures["dump_sha256"]],
-        )
-        con.execute(
-            f"INSERT OR REPLACE INTO nova_drift (seq, measured_at, {', '.join(columns)}) "
-            "SELECT coalesce(max(seq), 0) + 1, CAST(current_timestamp AS TIMESTAMP), "
-            f"{', '.join('?' for _ in columns)} FROM nova_drift",
-            [*figures.values(), json.dumps(drift.details())],
-        )
-        con.execute("DROP TABLE drift_current_labels")
-        con.execute("DROP TABLE drift_current_tags")
-
-
-def measured(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
-    """The `nova_drift` row of the dump `products` holds now; None if not measured yet."""
-    if not table_exists(con, "nova_drift"):
-        return None
-    return _row(
-        con,
-        "SELECT * FROM nova_drift WHERE dump_sha256 = (SELECT any_value(dump_sha256) FROM products)",
-        [],
-    )
-
-
-def history(con: duckdb.DuckDBPyConnection, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest `limit` rows of `nova_drift`, newest first."""
-    cursor = con.execute("SELECT * FROM nova_drift ORDER BY seq DESC LIMIT ?", [limit])
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Past any of these the drift check warns (the figures are 0..1 shares)."""
-
-    class_share_distance: float = 0.05
-    vocabulary_change_share: float = 0.20
-    changed_label_share: float = 0.05
-
-
-def breaches(figures: Mapping[str, Any], thresholds: Thresholds) -> list[str]:
-    """Which figures pass their threshold, as sentences; empty when within all (or nothing
-    was compared, as on the first dump)."""
-    out = []
-    for name, limit in thresholds.__dict__.items():
-        value = figures.get(name)
-        if value is not None and value > limit:
-            out.append(f"{name.replace('_', ' ')} {value:.3f} > {limit:.3f}")
-    return out
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f} %"
-
-
-def _pts(value: float | None) -> str:
-    """A change of share, in percentage points."""
-    return "-" if value is None else f"{100 * value:+.1f} pts"
-
-
-def _num(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _int(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def drift_markdown(drift: Drift, rows: list[dict[str, Any]]) -> str:
-    """The comparison, then the history of every dump measured (`rows`, newest first)."""
-    cur, prev = drift.current, drift.previous
-    lines = [f"**Dump `{cur.dump_sha256[:12]}`**: {cur.products:,} products, "]
-    if prev is None:
-        lines[0] += "no previous dump measured: nothing to compare yet."
-    else:
-        lines[0] += (
-            f"against `{prev.dump_sha256[:12]}` ({prev.products:,} products), "
-            f"the dump measured before it."
-        )
-        lines += [
-            "",
-            "### Class shares among labelled products",
-            "",
-            "| | previous | current | change |",
-            "|---|---|---|---|",
-            f"| labelled share | {_pct(prev.labelled_share)} | {_pct(cur.labelled_share)} "
-            f"| {_pts(drift.labelled_share_change)} |",
-        ]
-        lines += [
-            f"| group {g} | {_pct(prev.shares[g])} | {_pct(cur.shares[g])} "
-            f"| {_pts(cur.shares[g] - prev.shares[g])} |"
-            for g in GROUPS
-        ]
-        lines += [
-            f"| **class share distance** (total variation) | | | "
-            f"**{_num(drift.class_share_distance)}** |",
-            "",
-            f"### Vocabulary (tags in at least {drift.min_count} products)",
-            "",
-            "New: in at least that many now and in none before; vanished: the other way round.",
-            "",
-            "| family | previous | current | new | vanished | new, e.g. | vanished, e.g. |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {v.family} | {v.previous:,} | {v.current:,} | {v.new:,} | {v.vanished:,} "
-            f"| {', '.join(v.new_examples)} | {', '.join(v.vanished_examples)} |"
-            for v in drift.vocabulary
-        ]
-        lines.append(
-            f"| **all** | | | **{drift.new_vocabulary:,}** | **{drift.vanished_vocabulary:,}** "
-            f"| {_pct(drift.vocabulary_change_share)} of either vocabulary | |"
-        )
-        labels = drift.labels
-        lines += ["", "### Labels that changed", ""]
-        if labels.common_labelled:
-            transitions = ", ".join(f"{a}→{b}: {n:,}" for (a, b), n in labels.transitions.items())
-            lines.append(
-                f"{labels.changed:,} of {labels.common_labelled:,} products labelled in both "
-                f"dumps ({_pct(labels.share)})" + (f": {transitions}." if transitions else ".")
-            )
-        else:
-            lines.append("No product is labelled in both dumps.")
-        score = drift.champion
-        if score is not None:
-            lines.append(
-                f"Champion v{score.version} agrees with the new label on {_pct(score.accuracy)} "
-                f"of them ({score.rows:,}); on the {score.test_rows:,} in the test split, "
-                f"which no model trained on: {_pct(score.test_accuracy)}."
-            )
-        elif drift.champion_note:
-            lines.append(f"Champion: {drift.champion_note}.")
-    lines += [
-        "",
-        "### History",
-        "",
-        "| dump | measured | products | labelled | class share distance | new tags "
-        "| vanished tags | vocabulary change | changed labels | champion accuracy on them |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| `{r['dump_sha256'][:12]}` | {r['measured_at']:%Y-%m-%d %H:%M} | {r['products']:,} "
-        f"| {_pct(r['labelled_share'])} | {_num(r['class_share_distance'])} "
-        f"| {_int(r['new_vocabulary'])} | {_int(r['vanished_vocabulary'])} "
-        f"| {_pct(r['vocabulary_change_share'])} | {_int(r['changed_labels'])} "
-        f"| {_pct(r['champion_accuracy'])} |"
-        for r in rows
-    ]
-    return "\n".join(lines) + "\n"

@@ -23,15 +23,16 @@ _held: dict[Path, tuple[int, int]] = {}
 _guard = threading.Lock()
 
 
-def hold(path: Path, owner: str, log: Callable[[str], None] | None = None) -> None:
+def hold(path: Path, owner: str, log: Callable[[str], None] | None = None) -> bool:
     """Take the lock at `path` for `owner` (waiting while another process has it), or share it
-    if this process holds it already. Each `hold` needs one `let_go`."""
+    if this process holds it already. Each `hold` needs one `let_go`. True when this call took
+    it (the first holder of this process)."""
     path = path.resolve()
     with _guard:
         if path in _held:
             fd, count = _held[path]
             _held[path] = (fd, count + 1)
-            return
+            return False
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -43,6 +44,7 @@ def hold(path: Path, owner: str, log: Callable[[str], None] | None = None) -> No
         raise
     with _guard:
         _held[path] = (fd, 1)
+    return True
 
 
 def let_go(path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,15 @@ SIGNATURE = ModelSignature(
 
 
 TRAIN_ACCURACY_ROWS = 50_000
+
+MODEL_REQUIREMENTS = [
+    f"{package}=={metadata.version(package)}"
+    for package in ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
+]
+"""What a logged model imports, pinned as installed. Said outright: MLflow would otherwise export
+this whole project's lock (a hundred and fifty packages, Dagster's among them) into every model.
+The model's own classes live in nova_assets, so it is served from this project's environment
+(`--env-manager local`)."""
 
 
 def git_commit() -> str:
@@ -125,6 +135,7 @@ def register(
         signature=SIGNATURE,
         input_example=example,
         skops_trusted_types=TRUSTED_TYPES,
+        pip_requirements=MODEL_REQUIREMENTS,
     )
     info = mlflow.sklearn.log_model(
         trained.model,
@@ -133,6 +144,7 @@ def register(
         input_example=example,
         registered_model_name=MODEL_NAME,
         skops_trusted_types=TRUSTED_TYPES,
+        pip_requirements=MODEL_REQUIREMENTS,
     )
     # On at most TRAIN_ACCURACY_ROWS training products: a diagnostic, not worth scoring
     # millions for.

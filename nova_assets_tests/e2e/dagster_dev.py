@@ -1,4 +1,4 @@
-"""A real `dagster dev` for end-to-end tests: own DAGSTER_HOME, data dir and port, stopped by PID.
+"""A real `dg dev` for end-to-end tests: own DAGSTER_HOME, data dir and port, stopped by PID.
 
 It runs in its own process group (like a job under `set -m`), so SIGTERM reaches the webserver,
 the daemon and the code server together, and nothing else on the machine is touched.
@@ -6,6 +6,7 @@ the daemon and the code server together, and nothing else on the machine is touc
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -51,16 +52,16 @@ class DagsterDev:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120) -> "DagsterDev":
-        dagster = Path(sys.executable).with_name("dagster")
+        dg_cli = Path(sys.executable).with_name("dg")
         self.process = subprocess.Popen(
-            [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(self.port)],
+            [str(dg_cli), "dev", "-h", "127.0.0.1", "-p", str(self.port)],
             cwd=REPO_ROOT,
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.wait_until(self._ready, timeout, "dagster dev to serve its code location")
+        self.wait_until(self._ready, timeout, "dg dev to serve its code location")
         return self
 
     def stop(self) -> None:
@@ -86,7 +87,7 @@ class DagsterDev:
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
-            raise RuntimeError(f"dagster dev exited: {self.tail()}")
+            raise RuntimeError(f"dg dev exited: {self.tail()}")
         try:
             data = self.graphql(
                 "{ workspaceOrError { ... on Workspace { locationEntries { name "
@@ -118,6 +119,12 @@ class DagsterDev:
     def tail(self, chars: int = 4000) -> str:
         self.log.flush()
         return (self.root / "dagster_dev.log").read_text(errors="replace")[-chars:]
+
+    def warnings(self) -> list[str]:
+        """Python warnings printed by dg dev and what it started (none should reach a user)."""
+        self.log.flush()
+        text = (self.root / "dagster_dev.log").read_text(errors="replace")
+        return [line for line in text.splitlines() if re.search(r"\w+Warning: ", line)]
 
     def launch(self, assets: list[str]) -> str:
         """Launch a run of `assets` the way the UI's Materialize button does; its run id."""

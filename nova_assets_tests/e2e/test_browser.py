@@ -1,5 +1,5 @@
-"""The UI as a person uses it: a real Chromium against a real `dagster dev`, and the README's
-sensor command against the same `dagster dev`.
+"""The UI as a person uses it: a real Chromium against a real `dg dev`, and the README's
+sensor command against the same `dg dev`.
 
 It checks what the README promises about the UI (the graph shows every asset in its group,
 Materialize all runs the whole graph, the evaluation report's metadata shows the report table
@@ -84,7 +84,7 @@ def ui_runs_settled(dev: DagsterDev) -> bool:
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory):
-    """One `dagster dev` for this module. The sensors' first tick still comes (new_dump_sensor
+    """One `dg dev` for this module. The sensors' first tick still comes (new_dump_sensor
     ingests the sample dump once); after it, a 3600 s interval keeps them quiet so the click is
     what runs the graph."""
     root = tmp_path_factory.mktemp("ui")
@@ -169,7 +169,7 @@ def sensor_status(dev: DagsterDev, name: str) -> str:
 
 
 def test_the_readme_sensor_stop_command_stops_the_sensor_dagster_dev_runs(dev):
-    """The README's line acts on what the running `dagster dev` ticks."""
+    """The README's line acts on what the running `dg dev` ticks."""
     assert sensor_status(dev, "new_dump_sensor") == "RUNNING"
     command = readme_line("uv run dagster sensor stop new_dump_sensor")
     assert command[:3] == ["uv", "run", "dagster"]

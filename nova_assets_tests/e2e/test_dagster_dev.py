@@ -1,4 +1,4 @@
-"""The platform as a user runs it: `dagster dev` with its sensors, schedule and automation on.
+"""The platform as a user runs it: `dg dev` with its sensors, schedule and automation on.
 
 A dump dropped into the incoming folder is ingested once, everything downstream refreshes in
 one run, a reader of the published copy is never blocked, and the same dump again does nothing.
@@ -115,5 +115,6 @@ def test_drop_a_dump_and_everything_refreshes_exactly_once(tmp_path):
         statuses = {r["runId"]: r["status"] for r in dev.runs() if r["runId"] in launched}
         assert statuses == dict.fromkeys(launched, "SUCCESS"), dev.tail()
         assert model_versions(tmp_path) == [1, 2]  # same dump: nothing downstream followed
+        assert dev.warnings() == []
     finally:
         dev.stop()

@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 
 from nova_assets.lib import drift as dr
+from nova_assets.lib.drift_history import history, measured
+from nova_assets.lib.drift_report import Thresholds, breaches, drift_markdown
 from nova_assets.lib.model_input import ProductVectorizer
 from nova_assets.lib.models import fit_pipeline
 from nova_assets.lib.products import PRODUCTS_DDL
@@ -88,10 +90,10 @@ def test_first_dump_has_nothing_to_compare_and_passes(con):
     assert drift.current.vocabulary == {"ingredients": 4, "additives": 1, "categories": 3}
     figures = drift.figures()
     assert figures["class_share_distance"] is None and figures["changed_labels"] is None
-    assert dr.breaches(figures, dr.Thresholds()) == []
-    assert dr.measured(con)["dump_sha256"] == SHA_A
+    assert breaches(figures, Thresholds()) == []
+    assert measured(con)["dump_sha256"] == SHA_A
     assert con.execute("SELECT DISTINCT dump_sha256 FROM drift_labels").fetchall() == [(SHA_A,)]
-    assert "no previous dump measured" in dr.drift_markdown(drift, dr.history(con))
+    assert "no previous dump measured" in drift_markdown(drift, history(con))
 
 
 def test_second_dump_exact_figures(con, champion):
@@ -117,19 +119,19 @@ def test_second_dump_exact_figures(con, champion):
     assert drift.labels.share == pytest.approx(1 / 3)
     assert drift.champion == dr.ChampionScore("7", 2, 0.5, 1, 1.0)
 
-    row = dr.measured(con)
+    row = measured(con)
     assert row["previous_sha256"] == SHA_A and row["changed_labels"] == 2
     assert row["class_share_distance"] == pytest.approx(3 / 7)
     assert row["champion_accuracy"] == 0.5 and row["champion_version"] == "7"
-    assert dr.breaches(row, dr.Thresholds()) == [
+    assert breaches(row, Thresholds()) == [
         "class share distance 0.429 > 0.050",
         "vocabulary change share 0.300 > 0.200",
         "changed label share 0.333 > 0.050",
     ]
-    assert dr.breaches(row, dr.Thresholds(0.5, 0.5, 0.5)) == []
-    assert [r["dump_sha256"] for r in dr.history(con)] == [SHA_B, SHA_A]
+    assert breaches(row, Thresholds(0.5, 0.5, 0.5)) == []
+    assert [r["dump_sha256"] for r in history(con)] == [SHA_B, SHA_A]
 
-    markdown = dr.drift_markdown(drift, dr.history(con))
+    markdown = drift_markdown(drift, history(con))
     assert "| group 4 | 57.1 % | 28.6 % | -28.6 pts |" in markdown
     assert "| ingredients | 4 | 4 | 1 | 0 | en:cocoa |  |" in markdown
     assert "2 of 6 products labelled in both dumps (33.3 %): 4→3: 2." in markdown
@@ -156,7 +158,7 @@ def test_third_dump_compares_with_the_second_and_forgets_the_first(con):
     assert drift.previous.dump_sha256 == SHA_B
     assert drift.class_share_distance == 0.0 and drift.vocabulary_change_share == 0.0
     assert drift.labels.changed == 0 and drift.champion_note == "no label changed"
-    assert dr.breaches(drift.figures(), dr.Thresholds()) == []
+    assert breaches(drift.figures(), Thresholds()) == []
     for table in ("drift_labels", "drift_tags"):
         kept = con.execute(f"SELECT DISTINCT dump_sha256 FROM {table} ORDER BY 1").fetchall()
         assert kept == [(SHA_B,), (SHA_C,)], table
@@ -170,8 +172,8 @@ def test_no_champion_is_reported_not_scored(con):
     load(con, DUMP_B, SHA_B)
     drift = dr.update_drift(con, min_count=2, champion=lambda: None)
     assert drift.champion is None and drift.champion_note == "no champion model: not scored"
-    assert dr.measured(con)["champion_accuracy"] is None
-    assert "Champion: no champion model: not scored." in dr.drift_markdown(drift, [])
+    assert measured(con)["champion_accuracy"] is None
+    assert "Champion: no champion model: not scored." in drift_markdown(drift, [])
 
 
 def test_min_count_one_counts_every_tag(con):

@@ -63,8 +63,8 @@ def test_a_second_run_waits_and_goes_on_when_the_first_is_killed(tmp_path):
 
 def test_holders_in_one_process_share_the_lock_until_the_last_lets_go(tmp_path):
     path = tmp_path / "run.lock"
-    run_lock.hold(path, "run a")
-    run_lock.hold(path, "run a")
+    assert run_lock.hold(path, "run a") is True  # took it: the one to clear after dead runs
+    assert run_lock.hold(path, "run a") is False  # shared
     run_lock.let_go(path)
     assert taken_elsewhere(path)
     run_lock.let_go(path)

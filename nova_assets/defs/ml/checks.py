@@ -3,6 +3,7 @@ champion must be the best."""
 
 import dagster as dg
 
+from nova_assets.defs.automation import runs_with_its_asset
 from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.ml.evaluation import evaluation_report
 from nova_assets.defs.resources import DataDir, MlflowStore
@@ -13,6 +14,7 @@ from nova_assets.lib.report import read_report
 
 @dg.asset_check(
     asset=evaluation_report,
+    automation_condition=runs_with_its_asset(),
     blocking=True,
     description="The model beats always answering the majority group in macro-F1 on the mix of "
     "slices; a model that does not can never become champion.",
@@ -33,6 +35,7 @@ def model_beats_majority(data_dir: DataDir) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset=evaluation_report,
+    automation_condition=runs_with_its_asset(),
     blocking=True,
     description="The model is at least as good as OFF's own rules (markers on whatever evidence "
     "is left) in macro-F1 on the mix of slices; a model that is not can never become champion.",
@@ -55,6 +58,7 @@ def model_beats_rules(data_dir: DataDir) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset=champion_model,
+    automation_condition=runs_with_its_asset(),
     blocking=True,
     description="The champion alias exists and points at the best of the evaluated model and the "
     "previous champion on the mix of test slices, so predictions use the best model.",

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from nova_assets.defs.automation import follows_changed_dump
+from nova_assets.defs.automation import follows_changed_dump, runs_with_its_asset
 from nova_assets.defs.ingest.assets import latest_dump
 from nova_assets.defs.metadata import rounded, setting, unchanged
 from nova_assets.defs.ml.champion import champion_model
@@ -10,6 +10,8 @@ from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
 from nova_assets.defs.warehouse.assets import products
 from nova_assets.lib import builds
 from nova_assets.lib import drift as dr
+from nova_assets.lib.drift_history import history, measured
+from nova_assets.lib.drift_report import Thresholds, breaches, drift_markdown, summary
 from nova_assets.lib.registry import MODEL_NAME, champion_version, load_pipeline
 
 
@@ -21,11 +23,11 @@ class DriftConfig(dg.Config):
 class DriftThresholds(dg.Config):
     """Past any of these the check warns; each is a share from 0 to 1."""
 
-    max_class_share_distance: float = dr.Thresholds.class_share_distance
+    max_class_share_distance: float = Thresholds.class_share_distance
     """Total variation distance between the two dumps' class shares among labelled products."""
-    max_vocabulary_change_share: float = dr.Thresholds.vocabulary_change_share
+    max_vocabulary_change_share: float = Thresholds.vocabulary_change_share
     """New plus vanished tags, over the tags of either dump's vocabulary."""
-    max_changed_label_share: float = dr.Thresholds.changed_label_share
+    max_changed_label_share: float = Thresholds.changed_label_share
     """Products whose group changed, over those labelled in both dumps."""
 
 
@@ -87,37 +89,23 @@ def nova_drift(
     with warehouse.connect(publish=["nova_drift"]) as con:
         drift = dr.update_drift(con, min_count=config.min_count, champion=champion)
         builds.record(con, "nova_drift", build)
-        history = dr.history(con)
+        past = history(con)
     figures = drift.figures()
     previous = figures["previous_sha256"]
-    if previous is None:
-        summary = f"no previous dump: nothing to compare ({drift.current.products:,} products)"
-    else:
-        distance = figures["class_share_distance"]
-        summary = (
-            f"against {previous[:12]}: class share distance "
-            f"{'-' if distance is None else f'{distance:.3f}'}, {figures['new_vocabulary']} new "
-            f"and {figures['vanished_vocabulary']} vanished tags, "
-            f"{figures['changed_labels']} changed labels"
-        )
-        if figures["champion_accuracy"] is not None:
-            summary += f", champion v{figures['champion_version']} right on "
-            summary += f"{figures['champion_accuracy']:.1%} of them"
-        elif drift.champion_note:
-            summary += f" ({drift.champion_note})"
-    context.log.info(f"drift of {drift.current.dump_sha256[:12]}: {summary}")
+    text = summary(drift)
+    context.log.info(f"drift of {drift.current.dump_sha256[:12]}: {text}")
     return dg.MaterializeResult(
         metadata=rounded(
             {
                 "status": "measured",
-                "summary": summary,
+                "summary": text,
                 "dump_sha256": drift.current.dump_sha256,
                 "previous_dump_sha256": previous or "none",
                 "champion": drift.champion_note
                 or f"v{figures['champion_version']} on {figures['champion_rows']:,} changed labels",
                 **{k: figures[k] for k in PLOTTED if figures[k] is not None},
                 "min_count": setting(config.min_count),
-                "drift": dg.MetadataValue.md(dr.drift_markdown(drift, history)),
+                "drift": dg.MetadataValue.md(drift_markdown(drift, past)),
             }
         ),
         data_version=dg.DataVersion(drift.current.dump_sha256),
@@ -126,6 +114,7 @@ def nova_drift(
 
 @dg.asset_check(
     asset=nova_drift,
+    automation_condition=runs_with_its_asset(),
     blocking=False,
     pool="duckdb",
     description="Warns when the newest dump drifts from the previous one past a threshold: class "
@@ -135,14 +124,14 @@ def nova_drift(
 def nova_drift_within_threshold(
     config: DriftThresholds, warehouse: Warehouse
 ) -> dg.AssetCheckResult:
-    thresholds = dr.Thresholds(
+    thresholds = Thresholds(
         config.max_class_share_distance,
         config.max_vocabulary_change_share,
         config.max_changed_label_share,
     )
     limits = {f"max_{k}": v for k, v in thresholds.__dict__.items()}
     with warehouse.connect(read_only=True) as con:
-        figures = dr.measured(con)
+        figures = measured(con)
     if figures is None:
         return dg.AssetCheckResult(
             passed=False,
@@ -150,13 +139,15 @@ def nova_drift_within_threshold(
             description="nova_drift has not measured the dump products holds: materialize it",
             metadata=limits,
         )
-    breaches = dr.breaches(figures, thresholds)
+    past = breaches(figures, thresholds)
     if figures["previous_sha256"] is None:
         description = "no previous dump: nothing to compare"
     else:
-        description = "; ".join(breaches) if breaches else "within every threshold"
+        description = (
+            "drift past threshold: " + "; ".join(past) if past else "within every threshold"
+        )
     return dg.AssetCheckResult(
-        passed=not breaches,
+        passed=not past,
         severity=dg.AssetCheckSeverity.WARN,
         description=description,
         metadata=rounded(

@@ -65,40 +65,45 @@ def feature_matrix(
         unlabelled = population(con)
     train.save(directory / "train.npz")
     test.save(directory / "test.npz")
-    weights = population_weights(unlabelled)
-    per_family = {f: sum(1 for x in features if x.startswith(f + ":")) for f in FAMILIES}
     manifest = {
         "dump_sha256": dump.sha256,
         "min_count": config.min_count,
         "features": len(features),
-        "features_per_family": per_family,
+        "features_per_family": {
+            f: sum(1 for x in features if x.startswith(f + ":")) for f in FAMILIES
+        },
         "train_rows": len(train),
         "test_rows": len(test),
         "unlabelled_by_state": unlabelled,
-        "slice_weights": weights,
+        "slice_weights": population_weights(unlabelled),
     }
     write_atomically(directory / "manifest.json", json.dumps(manifest, indent=2))
     with warehouse.connect() as con:
         builds.record(con, "feature_matrix", build)
     context.log.info(
-        f"features: {len(features)} ({per_family}); train {len(train)}, test {len(test)}; "
-        f"unlabelled products by evidence {unlabelled}"
-    )
-    mix = table(
-        ["evidence state", "unlabelled products"], [[k, f"{v:,}"] for k, v in unlabelled.items()]
+        f"features: {len(features)} ({manifest['features_per_family']}); train {len(train)}, "
+        f"test {len(test)}; unlabelled products by evidence {unlabelled}"
     )
     return dg.MaterializeResult(
-        metadata={
-            "status": "built",
-            **{f"features_{k}": v for k, v in per_family.items()},
-            "features": len(features),
-            "train_rows": len(train),
-            "test_rows": len(test),
-            "train_nonzeros": int(train.X.nnz),
-            "min_count": setting(config.min_count),
-            "unlabelled_by_evidence": dg.MetadataValue.md("\n".join(mix)),
-            "slice_weights": dg.MetadataValue.json(weights),
-            "path": dg.MetadataValue.path(str(directory)),
-        },
+        metadata=_metadata(manifest, int(train.X.nnz), directory),
         data_version=dg.DataVersion(version),
     )
+
+
+def _metadata(manifest: dict, train_nonzeros: int, directory: Path) -> dict:
+    mix = table(
+        ["evidence state", "unlabelled products"],
+        [[k, f"{v:,}"] for k, v in manifest["unlabelled_by_state"].items()],
+    )
+    return {
+        "status": "built",
+        **{f"features_{k}": v for k, v in manifest["features_per_family"].items()},
+        "features": manifest["features"],
+        "train_rows": manifest["train_rows"],
+        "test_rows": manifest["test_rows"],
+        "train_nonzeros": train_nonzeros,
+        "min_count": setting(manifest["min_count"]),
+        "unlabelled_by_evidence": dg.MetadataValue.md("\n".join(mix)),
+        "slice_weights": dg.MetadataValue.json(manifest["slice_weights"]),
+        "path": dg.MetadataValue.path(str(directory)),
+    }

@@ -12,8 +12,8 @@ from nova_assets.lib.features import ProductMatrix
 from nova_assets.lib.models import GROUP_1_PRECISION, PRECISION_TARGET
 from nova_assets.lib.registry import CHALLENGER, MODEL_NAME, version_trained_as
 from nova_assets.lib.split import validation_mask
-from nova_assets.lib.tracking import log_trial, register, training_fingerprint
-from nova_assets.lib.training import Calibration, train, trials_table
+from nova_assets.lib.tracking import Registered, log_trial, register, training_fingerprint
+from nova_assets.lib.training import Calibration, Trained, train, trials_table
 
 DEFAULT_CANDIDATES = [
     "reference_bernoulli_nb",
@@ -82,8 +82,8 @@ def nova_model(
     same = version_trained_as(mlflow_store.client(), fingerprint)
     if same is not None:
         context.log.info(
-            f"{MODEL_NAME} v{same.version} was trained from the same dump, features, settings "
-            "and code: nothing to train"
+            f"{MODEL_NAME} v{same.version} was trained from the same dump, "
+            "features, settings and code: nothing to train"
         )
         return dg.MaterializeResult(
             metadata={
@@ -113,25 +113,32 @@ def nova_model(
         f"validation mix macro-F1 {chosen.macro_f1:.4f}; MLflow run {run.info.run_id})"
     )
     return dg.MaterializeResult(
-        metadata=rounded(
-            {
-                "model_version": registered.version,
-                "model_kind": chosen.kind,
-                "model_params": chosen.params,
-                "validation_macro_f1": chosen.macro_f1,
-                "validation_accuracy": chosen.accuracy,
-                "refit_seconds": round(trained.refit_seconds, 2),
-                "fit_rows": trained.fit_rows,
-                "trials": dg.MetadataValue.md(trials_table(trained)),
-                "status": "trained",
-                "mlflow_run_id": run.info.run_id,
-                "mlflow_run": dg.MetadataValue.url(mlflow_store.run_url(run)),
-                "model_uri": f"models:/{MODEL_NAME}/{registered.version}",
-                "reference_model_uri": registered.reference_uri,
-                "train_rows": len(matrix),
-                "features": len(matrix.features),
-            }
-        )
+        metadata=_trained_metadata(trained, registered, matrix, mlflow_store.run_url(run), run)
+    )
+
+
+def _trained_metadata(
+    trained: Trained, registered: Registered, matrix: ProductMatrix, run_url: str, run
+) -> dict:
+    chosen = trained.chosen
+    return rounded(
+        {
+            "status": "trained",
+            "model_version": registered.version,
+            "model_kind": chosen.kind,
+            "model_params": chosen.params,
+            "validation_macro_f1": chosen.macro_f1,
+            "validation_accuracy": chosen.accuracy,
+            "refit_seconds": round(trained.refit_seconds, 2),
+            "fit_rows": trained.fit_rows,
+            "trials": dg.MetadataValue.md(trials_table(trained)),
+            "mlflow_run_id": run.info.run_id,
+            "mlflow_run": dg.MetadataValue.url(run_url),
+            "model_uri": f"models:/{MODEL_NAME}/{registered.version}",
+            "reference_model_uri": registered.reference_uri,
+            "train_rows": len(matrix),
+            "features": len(matrix.features),
+        }
     )
 
 

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from nova_assets.defs.automation import runs_with_its_asset
 from nova_assets.defs.resources import Warehouse
 from nova_assets.defs.warehouse.assets import products, test_split
 from nova_assets.lib.split import misplaced_codes
@@ -9,6 +10,7 @@ from nova_assets.lib.split import misplaced_codes
 
 @dg.asset_check(
     asset=products,
+    automation_condition=runs_with_its_asset(),
     blocking=True,
     pool="duckdb",
     description="Every product has a code, and only one row.",
@@ -27,6 +29,7 @@ def products_code_unique(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset=products,
+    automation_condition=runs_with_its_asset(),
     blocking=True,
     pool="duckdb",
     description="nova_group is 1, 2, 3, 4 or NULL (unknown).",
@@ -45,6 +48,7 @@ def products_nova_group_valid(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset=products,
+    automation_condition=runs_with_its_asset(),
     pool="duckdb",
     blocking=True,
     description="products is not empty and holds at least half the products of the previous dump.",
@@ -67,6 +71,7 @@ def products_row_count(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset=test_split,
+    automation_condition=runs_with_its_asset(),
     pool="duckdb",
     blocking=True,
     description="No code changed side, and every product has one.",
