@@ -5,7 +5,7 @@ what matters to the pipeline: the exact header, real rows as templates, tags dra
 real tag pool, `nova_group` recomputed with OFF's marker rules at realistic class shares, and
 the dump's quirks (unescaped quotes, re-emitted duplicate codes, rare lines with extra tabs).
 
-Usage: python benchmarks/generate_dump.py ROWS OUT [--seed N] [--gzip] [--template PATH]
+Usage: python benchmarks/generate_dump.py ROWS OUT [--seed N] [--gzip | --parquet] [--template PATH]
 """
 
 from __future__ import annotations
@@ -571,6 +571,46 @@ def _pick_bundle(
     return bundles[groups[-1]][-1]
 
 
+LANGUAGE_TEXTS = 'STRUCT(lang VARCHAR, "text" VARCHAR)[]'
+
+
+def _language_texts(column: str) -> str:
+    """A TSV text as the export writes it: `[{lang: 'main', text}]`, `[]` when empty."""
+    return (
+        f"CASE WHEN nullif(trim({column}), '') IS NULL THEN CAST([] AS {LANGUAGE_TEXTS}) "
+        f"ELSE [{{'lang': 'main', 'text': {column}}}] END"
+    )
+
+
+def write_parquet(tsv: Path, out: Path) -> int:
+    """Write a TSV dump (generated or real) as OFF's Parquet export does (openfoodfacts-exports,
+    exports/parquet/): tags as lists, nova_group int32, epoch int64, names and ingredient texts
+    as language lists with a `main` entry. Broken lines are left out. Returns the rows written."""
+    import duckdb
+
+    from nova_assets.lib.dump_format import broken_line_sql, dump_header, read_csv_sql
+    from nova_assets.lib.warehouse import sql_literal
+
+    columns = dump_header(str(tsv))
+    tags = ", ".join(
+        f"coalesce(list_filter(string_split({c}, ','), lambda t: t <> ''), []) AS {c}"
+        for c in ("ingredients_tags", "additives_tags", "categories_tags", "countries_tags")
+    )
+    select = f"""
+        SELECT code, {_language_texts("product_name")} AS product_name,
+            nullif(brands, '') AS brands, {tags},
+            TRY_CAST(TRY_CAST(nullif(nova_group, '') AS DOUBLE) AS INTEGER) AS nova_group,
+            {_language_texts("ingredients_text")} AS ingredients_text,
+            TRY_CAST(created_t AS BIGINT) AS created_t,
+            TRY_CAST(last_modified_t AS BIGINT) AS last_modified_t
+        FROM {read_csv_sql(str(tsv), columns)}
+        WHERE NOT {broken_line_sql(columns)}
+    """
+    with duckdb.connect() as con:
+        con.execute(f"COPY ({select}) TO {sql_literal(out)} (FORMAT parquet)")
+        return con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(out)})").fetchone()[0]
+
+
 def format_summary(stats: dict) -> str:
     """The one-line report printed by the CLI."""
     shares = " ".join(f"{g}:{stats['class_shares'][g]:.1%}" for g in (4, 3, 1, 2))
@@ -589,10 +629,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gzip", action="store_true", help="write gzip-compressed output")
     parser.add_argument("--template", type=Path, default=None, help="real OFF TSV (.gz ok)")
+    parser.add_argument(
+        "--parquet", action="store_true", help="write OFF's Parquet export schema instead"
+    )
     args = parser.parse_args(argv)
     if args.rows < 0:
         parser.error("ROWS must be >= 0")
-    stats = generate_dump(args.rows, args.out, args.seed, args.gzip, args.template)
+    if args.parquet and args.gzip:
+        parser.error("--parquet and --gzip exclude each other (Parquet compresses itself)")
+    tsv = args.out.with_name(args.out.name + ".tsv") if args.parquet else args.out
+    stats = generate_dump(args.rows, tsv, args.seed, args.gzip, args.template)
+    if args.parquet:
+        rows = write_parquet(tsv, args.out)
+        tsv.unlink()
+        stats.update(bytes=args.out.stat().st_size)
+        print(f"parquet rows={rows}", file=sys.stderr)
     print(format_summary(stats), file=sys.stderr)
     return 0
 

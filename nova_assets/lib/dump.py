@@ -19,11 +19,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TextIO
 
+from nova_assets.lib import parquet_dump
 from nova_assets.lib.download import CHUNK, Sink, download, is_url, redact
 from nova_assets.lib.dump_format import DumpError, check_is_dump
 
 TEMP_PREFIX = ".incoming-"
-DUMP_NAME = re.compile(r"off_products_[0-9a-f]{16}\.tsv(\.gz)?")
+DUMP_NAME = re.compile(r"off_products_[0-9a-f]{16}\.(tsv(\.gz)?|parquet)")
 STALE_TEMP_SECONDS = 24 * 3600
 UNKNOWN_SIZE_STEP = 64 << 20
 
@@ -268,7 +269,10 @@ def _copy_local(source: str, sink: Sink, ticker: _Ticker) -> tuple[None, None]:
     status = path.stat()
     if status.st_size == 0:
         raise DumpError(f"dump is empty: {source} has 0 bytes")
-    check_is_dump(str(path))
+    if parquet_dump.is_parquet(path):
+        parquet_dump.check_parquet(path)
+    else:
+        check_is_dump(str(path))
     sink.mode = stat.S_IMODE(status.st_mode)
     ticker(0, status.st_size)
     with path.open("rb") as src:
@@ -286,8 +290,12 @@ def _place(
         raise DumpError(f"dump is empty: {source} has 0 bytes")
     if sink.gzip is not None and not sink.gzip.complete:
         raise DumpError(f"dump is a truncated gzip file: {source} ends before its gzip stream does")
+    parquet = sink.head.startswith(parquet_dump.MAGIC)
+    if parquet and not parquet_dump.ends_whole(tmp):
+        raise DumpError(f"dump is a truncated Parquet file: {source} lacks its footer")
     sha = sink.digest.hexdigest()
-    target = raw_dir / f"off_products_{sha[:16]}.tsv{'.gz' if sink.gzip else ''}"
+    suffix = ".parquet" if parquet else ".tsv.gz" if sink.gzip else ".tsv"
+    target = raw_dir / f"off_products_{sha[:16]}{suffix}"
     if target.exists():
         tmp.unlink()
         os.utime(target)

@@ -27,6 +27,7 @@ REQUIRED_COLUMNS = (
     "nova_group",
 )
 OPTIONAL_COLUMNS = ("product_name", "brands", "countries_tags", "created_t", "ingredients_text")
+TAG_COLUMNS = ("ingredients_tags", "additives_tags", "categories_tags", "countries_tags")
 
 # Fields of a line past the header's: a line that has one is broken, even when DuckDB would
 # take its empty last field for a trailing delimiter.

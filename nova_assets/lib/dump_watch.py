@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-DUMP_SUFFIXES = (".tsv", ".tsv.gz", ".csv", ".csv.gz", ".gz")
+DUMP_SUFFIXES = (".tsv", ".tsv.gz", ".csv", ".csv.gz", ".gz", ".parquet")
 SAMPLE_BYTES = 4 << 20
 
 

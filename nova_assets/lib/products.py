@@ -1,7 +1,8 @@
 """Turn a raw OFF dump into the `products` table, set-wise in DuckDB, replacing it atomically.
 
-The dump is read straight from its file (plain or gzip) with quoting off, columns picked by
-name, broken lines skipped and counted. The new table and its `dumps` row are written in one
+The dump is read straight from its file: the TSV (plain or gzip) with quoting off, columns
+picked by name, broken lines skipped and counted; or OFF's Parquet export, columns by name and
+type (parquet_dump.py). The new table and its `dumps` row are written in one
 transaction that is rolled back if anything looks wrong, so the last good table survives.
 """
 
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import duckdb
 
+from nova_assets.lib import parquet_dump
 from nova_assets.lib.dump import Dump
 from nova_assets.lib.dump_format import (
+    TAG_COLUMNS,
     DumpError,
     broken_line_sql,
     check_columns,
@@ -29,8 +32,6 @@ from nova_assets.lib.nova_rules import (
     markers_of,
 )
 from nova_assets.lib.warehouse import sql_list, sql_literal, transaction
-
-TAG_COLUMNS = ("ingredients_tags", "additives_tags", "categories_tags", "countries_tags")
 
 PRODUCTS_DDL = """
 CREATE OR REPLACE TABLE products (
@@ -220,8 +221,11 @@ def ingest_products(
     """
     if not Path(dump.path).is_file():
         raise DumpError(f"dump file {dump.path} does not exist")
-    columns = dump_header(dump.path)
-    check_columns(columns, dump.path)
+    if parquet_dump.is_parquet(dump.path):
+        columns: list[str] | dict[str, str] = parquet_dump.check_parquet(dump.path)
+    else:
+        columns = dump_header(dump.path)
+        check_columns(columns, dump.path)
 
     con.execute(DUMPS_DDL)
     con.execute(DUMPS_MIGRATION)
@@ -242,21 +246,34 @@ def ingest_products(
         con.execute(f"SET preserve_insertion_order = {insertion_order}")
 
 
-def _replace_products(
-    con: duckdb.DuckDBPyConnection,
-    dump: Dump,
-    columns: list[str],
-    previous: int | None,
-    max_shrink: float,
-) -> IngestStats:
-    """Stage the dump's lines, repair or skip what is broken, and swap `products` and the dump's
-    `dumps` row in (inside the caller's transaction)."""
+def _stage(con: duckdb.DuckDBPyConnection, dump: Dump, columns: list[str] | dict[str, str]) -> int:
+    """The dump's rows into `staged_products`; the lines DuckDB could not read at all."""
+    if isinstance(columns, dict):
+        sql = parquet_dump.staged_sql(dump.path, columns)
+        con.execute("CREATE OR REPLACE TEMP TABLE staged_products AS " + sql)
+        return 0
     source = read_csv_sql(dump.path, columns, rejects=True)
     con.execute("CREATE OR REPLACE TEMP TABLE staged_products AS " + _staged_sql(source, columns))
     con.execute(
         "INSERT INTO staged_products "
         + _staged_sql(invalid_utf8_sql(columns), columns, repaired=True)
     )
+    return con.execute(
+        "SELECT count(*) FROM (SELECT line FROM dump_rejects GROUP BY scan_id, file_id, line "
+        "HAVING NOT bool_and(error_type = 'INVALID ENCODING'))"
+    ).fetchone()[0]
+
+
+def _replace_products(
+    con: duckdb.DuckDBPyConnection,
+    dump: Dump,
+    columns: list[str] | dict[str, str],
+    previous: int | None,
+    max_shrink: float,
+) -> IngestStats:
+    """Stage the dump's rows, repair or skip what is broken, and swap `products` and the dump's
+    `dumps` row in (inside the caller's transaction)."""
+    rejected = _stage(con, dump, columns)
     lines_read, broken, rows_without_code, invalid, repaired = con.execute(
         """
         SELECT count(*) FILTER (NOT broken_line), count(*) FILTER (broken_line),
@@ -268,10 +285,6 @@ def _replace_products(
     ).fetchone()
     if broken:
         con.execute("DELETE FROM staged_products WHERE broken_line")
-    rejected = con.execute(
-        "SELECT count(*) FROM (SELECT line FROM dump_rejects GROUP BY scan_id, file_id, line "
-        "HAVING NOT bool_and(error_type = 'INVALID ENCODING'))"
-    ).fetchone()[0]
     skipped = rejected + broken
     con.execute(LOSING_ROWS_DDL)
     con.execute(LOAD_DDL)

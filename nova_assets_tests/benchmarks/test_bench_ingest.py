@@ -61,3 +61,24 @@ def test_skip_pandas_leaves_out_the_reference(
     assert set(report["methods"]) == {"ours", "floor"}
     assert report["ratios"]["ours_vs_reference_speedup"] is None
     assert report["ratios"]["ours_vs_floor_throughput"] > 0
+
+
+def test_a_parquet_export_is_measured_against_its_own_floor(
+    bench: ModuleType,
+    dump: tuple[Path, dict],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    generator = load_script("generate_dump")
+    path, stats = dump
+    parquet = tmp_path / "food.parquet"
+    rows = generator.write_parquet(path, parquet)
+    assert rows == ROWS - stats["broken_lines"]
+    assert bench.main([str(parquet), "--threads", "1"]) == 0
+    line = capsys.readouterr().out.rstrip().splitlines()[-1]
+    report = json.loads(line.removeprefix("BENCH_JSON "))
+    assert set(report["methods"]) == {"ours", "floor"}  # the pandas script reads TSV only
+    ours, floor = report["methods"]["ours"], report["methods"]["floor"]
+    assert floor["lines"] == ours["lines"] == rows
+    assert ours["products"] == rows - stats["duplicates"]
+    assert report["ratios"]["ours_vs_floor_throughput"] > 0

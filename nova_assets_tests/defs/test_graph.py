@@ -13,7 +13,7 @@ from dagster import DagsterInstance
 from mlflow import MlflowClient
 
 from nova_assets.lib.dump import Dump
-from nova_assets.lib.paths import SAMPLE_DUMP, data_paths
+from nova_assets.lib.paths import REPO_ROOT, SAMPLE_DUMP, data_paths
 from nova_assets.lib.registry import MODEL_NAME
 from nova_assets_tests.conftest import set_field, write_dump
 from nova_assets_tests.defs.graph import (
@@ -23,6 +23,9 @@ from nova_assets_tests.defs.graph import (
     run_graph,
     warehouse_state,
 )
+
+sys.path.insert(0, str(REPO_ROOT))
+from benchmarks.generate_dump import write_parquet  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -408,3 +411,27 @@ def test_messy_but_valid_dump_is_ingested_with_counts(graph, sample_lines):
     with duckdb.connect(str(data_paths().warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM dumps").fetchone()[0] == 2
     assert SAMPLE_DUMP.exists()
+
+
+def test_offs_parquet_export_is_a_dump_like_the_tsv(graph, tmp_path):
+    """The sample in the export's schema goes through the same assets and gives the products
+    the sample's TSV gives (only the dump differs)."""
+    parquet = tmp_path / "food.parquet"
+    write_parquet(SAMPLE_DUMP, parquet)
+    tables = []
+    for dump in (SAMPLE_DUMP, parquet):
+        graph["mp"].setenv("NOVA_DUMP_URL", str(dump))
+        try:
+            result, _ = run_graph(graph["instance"], ["off_dump", "products", "test_split"])
+        finally:
+            graph["mp"].delenv("NOVA_DUMP_URL")
+        assert result.success, failure_text(result)
+        with duckdb.connect(str(data_paths().warehouse), read_only=True) as con:
+            tables.append(
+                con.execute(
+                    "SELECT count(*), hash(list(p ORDER BY code)) "
+                    "FROM (SELECT * EXCLUDE (dump_sha256) FROM products) p"
+                ).fetchone()
+            )
+    assert current_dump().path.endswith(".parquet")
+    assert tables[0] == tables[1] and tables[0][0] == 1000

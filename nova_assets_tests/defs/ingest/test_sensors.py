@@ -90,6 +90,14 @@ def test_a_new_dump_is_launched_once_and_a_copy_of_it_never(incoming):
     assert requests == [] and "no new dump" in skip
 
 
+def test_a_parquet_export_dropped_is_launched_like_a_tsv(incoming):
+    drop(incoming, "first.tsv", b"code\n1\n")
+    _, cursor, _ = tick()
+    export = drop(incoming, "food.parquet", b"PAR1 stand-in: off_dump checks the content")
+    requests, _, _ = tick(cursor)
+    assert sources(requests) == [str(export)]
+
+
 def test_a_file_still_being_written_waits_until_its_size_settles(incoming):
     _, cursor, _ = tick()
     growing = drop(incoming, "growing.tsv", b"code\n1\n", mtime=None)
