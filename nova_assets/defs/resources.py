@@ -6,11 +6,10 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
-import mlflow
-from mlflow import MlflowClient
 
 from nova_assets.defs.operations.dead_runs import end_orphaned_mlflow_runs, reap_dead_runs
 from nova_assets.lib import builds, run_lock, serving
@@ -18,6 +17,10 @@ from nova_assets.lib import warehouse as wh
 from nova_assets.lib.dump import Dump, ProgressCallback, fetch_dump, remove_partial_downloads
 from nova_assets.lib.paths import DataPaths, data_paths, dump_source
 from nova_assets.lib.registry import client_for, ensure_experiment
+
+if TYPE_CHECKING:
+    import mlflow
+    from mlflow import MlflowClient
 
 
 class RunLocked(dg.ConfigurableResource):
@@ -174,18 +177,20 @@ class MlflowStore(RunLocked):
     ui_url: str = "http://127.0.0.1:5000"
     dagster_ui_url: str = "http://127.0.0.1:3000"
 
-    def client(self) -> MlflowClient:
+    def client(self) -> "MlflowClient":
         return client_for(self.tracking_uri)
 
     def clear_after_dead_runs(self, instance: dg.DagsterInstance) -> None:
         end_orphaned_mlflow_runs(instance, self.client())
 
     @contextmanager
-    def training_run(self, context: dg.AssetExecutionContext) -> Iterator[mlflow.ActiveRun]:
+    def training_run(self, context: dg.AssetExecutionContext) -> Iterator["mlflow.ActiveRun"]:
         """This step's MLflow run, active for MLflow's fluent API (nested trial runs, logged
         models): named after the asset and the Dagster run, tagged with a link back to it, and
         ended FINISHED, or FAILED on any error. Only a step that trains starts one, so a launch
         that fails before leaves no empty run."""
+        import mlflow
+
         experiment_id = ensure_experiment(self.tracking_uri, Path(self.artifact_location))
         # Each model's requirements are given (tracking.MODEL_REQUIREMENTS), so what MLflow
         # says of this folder being a uv project applies to nothing we log.
@@ -202,7 +207,7 @@ class MlflowStore(RunLocked):
         with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
             yield run
 
-    def run_url(self, run: mlflow.entities.Run) -> str:
+    def run_url(self, run: "mlflow.entities.Run") -> str:
         """The run's page in the MLflow UI."""
         return f"{self.ui_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 

@@ -3,10 +3,18 @@ above which a prediction reaches a precision target."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
 
 GROUPS = (1, 2, 3, 4)
+PRECISION_TARGET = 0.95
+"""An answer is `confident` when answers like it were right this often on validation rows."""
+GROUP_1_PRECISION = 0.9
+"""Group 1 ("unprocessed") is only answered where such answers were right this often."""
 MIN_CALIBRATION_ROWS = 30
 MIN_THRESHOLD_ROWS = 20
 EPSILON = 1e-9
@@ -19,6 +27,8 @@ def fit_calibrator(proba: np.ndarray, y: np.ndarray) -> LogisticRegression | Non
 
     None (probabilities left as they are) with too few rows or a single group to learn from.
     """
+    from sklearn.linear_model import LogisticRegression
+
     if len(y) < MIN_CALIBRATION_ROWS or len(np.unique(y)) < 2:
         return None
     return LogisticRegression(C=1.0, max_iter=1000).fit(np.log(proba + EPSILON), y)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nova_assets.lib.drift import GROUPS, Drift
+from nova_assets.lib.calibration import GROUPS
 from nova_assets.lib.markdown import table
+
+if TYPE_CHECKING:
+    from nova_assets.lib.drift import Drift
 
 
 @dataclass(frozen=True)

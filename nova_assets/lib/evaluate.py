@@ -18,10 +18,11 @@ import pyarrow as pa
 from sklearn.pipeline import Pipeline
 
 from nova_assets.lib import breakdowns, intervals, metrics
+from nova_assets.lib.calibration import PRECISION_TARGET
 from nova_assets.lib.evidence import SLICES, STATES, evidence_labels, has_evidence, hide
 from nova_assets.lib.features import FAMILIES, ProductMatrix, labelled_rows_sql, product_matrix
 from nova_assets.lib.markers import rules_prediction
-from nova_assets.lib.models import PRECISION_TARGET, NovaClassifier, predict
+from nova_assets.lib.models import NovaClassifier, predict
 from nova_assets.lib.reasons import reason_names, reasons
 
 SLICE_SEED = 0

@@ -43,8 +43,6 @@ from nova_assets.lib.model_input import ProductVectorizer
 from nova_assets.lib.names import NAME_FEATURES
 
 GROUPS = calibration.GROUPS
-PRECISION_TARGET = 0.95
-GROUP_1_PRECISION = 0.9
 MARKER_SCALE = 4.0
 """The marker columns (OFF's decision, where evidence is complete) enter the design matrix at
 this value instead of 1, which lowers their effective L2 penalty sixteenfold: the experts then
@@ -144,8 +142,8 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
             if not self.experts_:
                 raise ValueError("no evidence state has products of two groups to learn from")
         self.calibrators_: dict[str, Any] = {}
-        self.precision_target_ = PRECISION_TARGET
-        self.thresholds_ = np.full((len(STATES), len(GROUPS)), PRECISION_TARGET)
+        self.precision_target_ = calibration.PRECISION_TARGET
+        self.thresholds_ = np.full((len(STATES), len(GROUPS)), calibration.PRECISION_TARGET)
         self.group_1_floor_ = np.zeros(len(STATES))
         return self
 
@@ -189,8 +187,8 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         self,
         matrix: ProductMatrix,
         y: np.ndarray,
-        target: float = PRECISION_TARGET,
-        group_1_precision: float = GROUP_1_PRECISION,
+        target: float = calibration.PRECISION_TARGET,
+        group_1_precision: float = calibration.GROUP_1_PRECISION,
     ) -> NovaClassifier:
         """Fit, per evidence state, on rows the experts never trained on (the validation rows)
         with their evidence hidden by the state's slices: a calibrator; the probability of group 1

@@ -1,21 +1,22 @@
 """MLflow store and registry: the experiment, model versions and the `champion` alias.
 
 Registry stages are deprecated in MLflow 3; aliases and version tags carry the state here.
+MLflow, skops and scikit-learn are imported where they are used, not with this module: its
+names are read by every asset module, and loading the definitions must stay cheap (every run
+worker, `dg` command and code server does it).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
-import skops.io
 import yaml
-from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
-from sklearn.pipeline import Pipeline
 
-from nova_assets.lib.models import TRUSTED_TYPES
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+    from sklearn.pipeline import Pipeline
 
 EXPERIMENT = "nova"
 MODEL_NAME = "nova-group-classifier"
@@ -65,6 +66,8 @@ def ensure_experiment(tracking_uri: str, artifact_root: Path, name: str = EXPERI
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
+    from mlflow import MlflowClient
+
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
@@ -90,6 +93,8 @@ def version_trained_as(
 
 
 def champion_version(client: MlflowClient, name: str = MODEL_NAME) -> ModelVersion | None:
+    from mlflow.exceptions import MlflowException
+
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
@@ -121,6 +126,11 @@ def load_pipeline(tracking_uri: str, model_uri: str) -> Pipeline:
     """Load a logged sklearn Pipeline from the store at `tracking_uri` with skops, trusting the
     types listed in this code (TRUSTED_TYPES), never those the model's own files list, and
     never unpickling: whoever can write to the store cannot make this run their code."""
+    import mlflow
+    import skops.io
+
+    from nova_assets.lib.models import TRUSTED_TYPES
+
     location = artifact_location(client_for(tracking_uri), model_uri)
     local = Path(
         mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=tracking_uri)

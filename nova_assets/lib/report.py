@@ -14,14 +14,9 @@ from nova_assets.lib.files import write_atomically
 from nova_assets.lib.markdown import escape, interval, number, table
 from nova_assets.lib.metrics import GROUPS
 from nova_assets.lib.plots import confusion_png, reliability_png
+from nova_assets.lib.report_files import FILES
 
 FEW_ROWS = 20  # below this many test products, a group's bootstrap interval says little
-FILES = {
-    "json": "evaluation.json",
-    "md": "evaluation.md",
-    "png": "evaluation.png",
-    "reliability": "reliability.png",
-}
 
 
 def model_keys(report: dict[str, Any]) -> list[str]:
@@ -374,20 +369,6 @@ def write_report(report: dict[str, Any], directory: Path) -> dict[str, Path]:
         write_atomically(path, content)
         paths[key] = path
     return paths
-
-
-def exists(directory: Path) -> bool:
-    """Whether every file of a report is in `directory`."""
-    return all((directory / name).exists() for name in FILES.values())
-
-
-def read_report(directory: Path) -> dict[str, Any]:
-    path = directory / FILES["json"]
-    if not path.exists():
-        raise FileNotFoundError(
-            f"no evaluation report at {path}: materialize evaluation_report first"
-        )
-    return json.loads(path.read_text())
 
 
 def signed(bounds: Sequence[float]) -> str:

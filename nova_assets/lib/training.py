@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from nova_assets.lib.calibration import GROUP_1_PRECISION, PRECISION_TARGET
 from nova_assets.lib.candidates import parameter_grid
 from nova_assets.lib.evaluate import slice_rows
 from nova_assets.lib.evidence import SLICES
 from nova_assets.lib.features import ProductMatrix
 from nova_assets.lib.markdown import table
 from nova_assets.lib.metrics import present_macro_f1
-from nova_assets.lib.models import GROUP_1_PRECISION, PRECISION_TARGET, fit_pipeline, predict
+from nova_assets.lib.models import fit_pipeline, predict
 
 REFERENCE = "reference_bernoulli_nb"
 

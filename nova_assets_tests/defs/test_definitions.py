@@ -157,3 +157,20 @@ print(json.dumps([f"{{w.filename}}:{{w.lineno}} {{w.category.__name__}} {{w.mess
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_loading_the_definitions_imports_no_heavy_library(tmp_path):
+    """Every run worker, code server and `dg` command loads the definitions: scikit-learn,
+    MLflow, skops and pandas (seconds of imports) wait for the step that uses them."""
+    script = """
+import json, sys
+from nova_assets.definitions import defs
+defs().resolve_asset_graph()
+print(json.dumps(sorted(m for m in ("sklearn", "mlflow", "skops", "pandas", "matplotlib")
+    if m in sys.modules)))
+"""
+    env = {**os.environ, "NOVA_DATA_DIR": str(tmp_path / "data")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

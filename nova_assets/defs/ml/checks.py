@@ -9,7 +9,7 @@ from nova_assets.defs.ml.evaluation import evaluation_report
 from nova_assets.defs.resources import DataDir, MlflowStore
 from nova_assets.lib.promotion import beats_majority, beats_rules
 from nova_assets.lib.registry import champion_version
-from nova_assets.lib.report import read_report
+from nova_assets.lib.report_files import read_report
 
 
 @dg.asset_check(

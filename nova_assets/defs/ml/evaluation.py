@@ -1,8 +1,9 @@
 """`evaluation_report`: the newest model on the fixed test split as it is and with evidence
 hidden, beside OFF's rules, the reference, the majority baseline and the champion."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-from mlflow.entities.model_registry import ModelVersion
 
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.metadata import rounded, unchanged
@@ -10,11 +11,7 @@ from nova_assets.defs.ml.features import read_manifest
 from nova_assets.defs.ml.model import nova_model
 from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
 from nova_assets.lib import builds
-from nova_assets.lib import report as rp
-from nova_assets.lib.evaluate import Contender, build_report, in_vocabulary
-from nova_assets.lib.features import ProductMatrix
 from nova_assets.lib.markdown import interval
-from nova_assets.lib.metrics import majority_baseline
 from nova_assets.lib.registry import (
     MODEL_NAME,
     champion_version,
@@ -22,19 +19,26 @@ from nova_assets.lib.registry import (
     load_pipeline,
     takes_current_input,
 )
-from nova_assets.lib.tracking import log_evaluation
+from nova_assets.lib.report_files import exists
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from nova_assets.lib.evaluate import Contender
 
 
 def _contenders(
-    store: MlflowStore, version: ModelVersion, champion: ModelVersion | None
-) -> tuple[list[Contender], str | None]:
+    store: MlflowStore, version: "ModelVersion", champion: "ModelVersion | None"
+) -> tuple[list["Contender"], str | None]:
     """The model, its reference and the champion (unless it is the model, or takes an input of
     older code and cannot be scored: then the second value says so)."""
 
     def load(uri: str):
         return load_pipeline(store.tracking_uri, uri)
 
-    def registered(key: str, v: ModelVersion) -> Contender:
+    from nova_assets.lib.evaluate import Contender
+
+    def registered(key: str, v: "ModelVersion") -> Contender:
         return Contender(
             key, f"{key} v{v.version}", load(f"models:/{MODEL_NAME}/{v.version}"), str(v.version)
         )
@@ -73,6 +77,12 @@ def evaluation_report(
     mlflow_store: MlflowStore,
     data_dir: DataDir,
 ) -> dg.MaterializeResult:
+    from nova_assets.lib import report as rp
+    from nova_assets.lib.evaluate import build_report, in_vocabulary
+    from nova_assets.lib.features import ProductMatrix
+    from nova_assets.lib.metrics import majority_baseline
+    from nova_assets.lib.tracking import log_evaluation
+
     client = mlflow_store.client()
     version = latest_version(client)
     if version is None:
@@ -88,7 +98,7 @@ def evaluation_report(
         champion=rival and rival.version,  # the champion scored beside the model, if another
         features=[manifest["dump_sha256"], manifest["min_count"]],
     )
-    if warehouse.built_as("evaluation_report") == build and rp.exists(reports):
+    if warehouse.built_as("evaluation_report") == build and exists(reports):
         return unchanged(f"v{version.version} already evaluated against the same champion")
     test = ProductMatrix.load(features / "test.npz")
     if len(test) == 0:
@@ -114,12 +124,14 @@ def evaluation_report(
 
 
 def _metadata(report: dict, files: dict) -> dict:
+    from nova_assets.lib.report import report_markdown
+
     images = {k: files[k].read_bytes() for k in ("png", "reliability")}
     as_is = report["slices"]["as_is"]["model"]
     return rounded(
         {
             "status": "evaluated",
-            "report": dg.MetadataValue.md(rp.report_markdown(report, images)),
+            "report": dg.MetadataValue.md(report_markdown(report, images)),
             "model_version": report["model"]["version"],
             "macro_f1": report["model"]["macro_f1"],
             "accuracy": report["model"]["accuracy"],

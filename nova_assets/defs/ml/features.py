@@ -12,11 +12,8 @@ from nova_assets.defs.metadata import setting, unchanged
 from nova_assets.defs.resources import DataDir, Warehouse
 from nova_assets.defs.warehouse.assets import products, test_split
 from nova_assets.lib import builds
-from nova_assets.lib.evidence import population_weights
-from nova_assets.lib.features import FAMILIES, build_vocabulary, labelled_rows_sql, product_matrix
 from nova_assets.lib.files import write_atomically
 from nova_assets.lib.markdown import table
-from nova_assets.lib.predictions import population
 from nova_assets.lib.warehouse import transaction
 
 FILES = ("train.npz", "test.npz", "manifest.json")
@@ -48,6 +45,15 @@ def feature_matrix(
     warehouse: Warehouse,
     data_dir: DataDir,
 ) -> dg.MaterializeResult:
+    from nova_assets.lib.evidence import population_weights
+    from nova_assets.lib.features import (
+        FAMILIES,
+        build_vocabulary,
+        labelled_rows_sql,
+        product_matrix,
+    )
+    from nova_assets.lib.predictions import population
+
     dump = latest_dump(data_dir.paths)
     directory = data_dir.paths.features
     build = builds.fingerprint(dump_sha256=dump.sha256, min_count=config.min_count)

@@ -1,19 +1,21 @@
 """`nova_model`: the tracked, registered classifier."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-import mlflow
 
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.metadata import rounded
 from nova_assets.defs.ml.features import feature_matrix, read_manifest
 from nova_assets.defs.resources import DataDir, MlflowStore
-from nova_assets.lib.candidates import MODEL_KINDS
-from nova_assets.lib.features import ProductMatrix
-from nova_assets.lib.models import GROUP_1_PRECISION, PRECISION_TARGET
+from nova_assets.lib.calibration import GROUP_1_PRECISION, PRECISION_TARGET
 from nova_assets.lib.registry import CHALLENGER, MODEL_NAME, version_trained_as
 from nova_assets.lib.split import validation_mask
-from nova_assets.lib.tracking import Registered, log_trial, register, training_fingerprint
-from nova_assets.lib.training import Calibration, Trained, train, trials_table
+
+if TYPE_CHECKING:
+    from nova_assets.lib.features import ProductMatrix
+    from nova_assets.lib.tracking import Registered
+    from nova_assets.lib.training import Trained
 
 DEFAULT_CANDIDATES = [
     "reference_bernoulli_nb",
@@ -70,6 +72,11 @@ def nova_model(
     mlflow_store: MlflowStore,
     data_dir: DataDir,
 ) -> dg.MaterializeResult:
+    from nova_assets.lib.candidates import MODEL_KINDS
+    from nova_assets.lib.features import ProductMatrix
+    from nova_assets.lib.tracking import log_trial, register, training_fingerprint
+    from nova_assets.lib.training import Calibration, train
+
     unknown = sorted(set(config.candidates) - set(MODEL_KINDS))
     if unknown or not config.candidates:
         raise ValueError(
@@ -118,8 +125,10 @@ def nova_model(
 
 
 def _trained_metadata(
-    trained: Trained, registered: Registered, matrix: ProductMatrix, run_url: str, run
+    trained: "Trained", registered: "Registered", matrix: "ProductMatrix", run_url: str, run
 ) -> dict:
+    from nova_assets.lib.training import trials_table
+
     chosen = trained.chosen
     return rounded(
         {
@@ -143,6 +152,8 @@ def _trained_metadata(
 
 
 def mlflow_params(config: ModelConfig, grids: dict, manifest: dict, rows: int) -> None:
+    import mlflow
+
     mlflow.log_params(
         {
             "candidates": ",".join(config.candidates),

@@ -6,11 +6,14 @@ dead_run_sensor (sensors.py)."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import dagster as dg
-from mlflow import MlflowClient
 
 from nova_assets.lib.registry import EXPERIMENT, client_for
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 IN_PROGRESS = [
     dg.DagsterRunStatus.STARTING,
