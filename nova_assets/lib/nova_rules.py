@@ -309,8 +309,23 @@ _CATEGORY_MARKERS: dict[str, int] = {
 
 # OFF's additive tags carry their taxonomy parents (en:e322i comes with en:e322); this parent
 # lookup keeps the rule right when a caller passes only the child variant.
-ADDITIVE_VARIANT_PATTERN = r"^(en:e\d+[a-h]?)(?:iii|ii|iv|vi|v|i)$"
+ADDITIVE_BASE = r"en:e\d+[a-h]?"
+ADDITIVE_VARIANT_SUFFIXES = ("iii", "ii", "iv", "vi", "v", "i")
+ADDITIVE_VARIANT_PATTERN = rf"^({ADDITIVE_BASE})(?:{'|'.join(ADDITIVE_VARIANT_SUFFIXES)})$"
 _ADDITIVE_VARIANT = re.compile(ADDITIVE_VARIANT_PATTERN)
+
+
+def with_additive_variants(markers: list[str]) -> list[str]:
+    """`markers` and every variant tag that stands for one (en:e322 → en:e322i … en:e322vi): a
+    tag is in this list exactly when it, or its parent by ADDITIVE_VARIANT_PATTERN, is a marker,
+    which SQL can test with one list lookup instead of a regex per tag."""
+    variants = [
+        marker + suffix
+        for marker in markers
+        if re.fullmatch(ADDITIVE_BASE, marker)
+        for suffix in ADDITIVE_VARIANT_SUFFIXES
+    ]
+    return sorted({*markers, *variants})
 
 
 def markers_of(family: str, group: int) -> list[str]:

@@ -99,17 +99,26 @@ def _main_text(column: str, columns: dict[str, str]) -> str:
         return "CAST(NULL AS VARCHAR)"
     if columns[column] == "VARCHAR":
         return f"nullif(trim({column}), '')"
+    # The export puts the main entry first; the lambdas only run where it did not.
     main = f"list_filter({column}, lambda x: x.lang = 'main')[1].text"
     first = f"list_filter({column}, lambda x: nullif(trim(x.text), '') IS NOT NULL)[1].text"
-    return f"nullif(trim(coalesce({main}, {first})), '')"
+    text = (
+        f"CASE WHEN {column}[1].lang = 'main' THEN {column}[1].text "
+        f"ELSE coalesce({main}, {first}) END"
+    )
+    return f"nullif(trim({text}), '')"
 
 
 def _tags(column: str, columns: dict[str, str]) -> str:
-    """The list without empty tags; an empty list is no tags (NULL), as an empty TSV field."""
+    """The list without empty tags, as the TSV's ',,' gives none; an empty list is no tags
+    (NULL), as an empty TSV field. The filter only runs on the rare lists with an empty tag."""
     if column not in columns:
         return f"CAST(NULL AS VARCHAR[]) AS {column}"
-    kept = f"list_filter({column}, lambda t: nullif(trim(t), '') IS NOT NULL)"
-    return f"CASE WHEN len({kept}) > 0 THEN {kept} END AS {column}"
+    kept = f"list_filter({column}, lambda t: t <> '')"
+    return (
+        f"CASE WHEN len({column}) = 0 THEN NULL WHEN list_contains({column}, '') THEN "
+        f"nullif({kept}, []) ELSE {column} END AS {column}"
+    )
 
 
 def _epoch(column: str, columns: dict[str, str]) -> str:

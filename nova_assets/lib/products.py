@@ -25,11 +25,11 @@ from nova_assets.lib.dump_format import (
     read_csv_sql,
 )
 from nova_assets.lib.nova_rules import (
-    ADDITIVE_VARIANT_PATTERN,
     FLAVOURED_WATERS_CATEGORIES,
     NON_FOOD_CATEGORY,
     WATERS_CATEGORY,
     markers_of,
+    with_additive_variants,
 )
 from nova_assets.lib.warehouse import sql_list, sql_literal, transaction
 
@@ -112,24 +112,57 @@ def _has_text(present: set[str]) -> str:
     return "coalesce(len(ingredients_tags), 0) > 0"
 
 
-def _any_marker(column: str, family: str, group: int) -> str:
-    """Whether the list `column` (NULL: no tags) holds a group-`group` marker of `family`."""
-    return f"coalesce(list_has_any({column}, {sql_list(markers_of(family, group))}), false)"
+# The marker sets a blank reason reads: (family, group) → does the product hold one? A hash
+# join of the unlabelled products' tags against them all costs a fraction of one list lookup
+# per product per set (measured: 0.15 s against 3.5 s on a million products).
+VOTES = (
+    ("ingredients", 4),
+    ("additives", 4),
+    ("ingredients", 3),
+    ("additives", 3),
+    ("categories", 3),
+    ("categories", 2),
+)
+
+
+def markers_table_sql() -> str:
+    """`nova_markers(family, tag, grp)`: the VOTES sets, additives with their variants."""
+    rows = []
+    for family, group in VOTES:
+        markers = markers_of(family, group)
+        if family == "additives":
+            markers = with_additive_variants(markers)
+        rows += [f"({sql_literal(family)}, {sql_literal(tag)}, {group})" for tag in markers]
+    return (
+        "CREATE OR REPLACE TEMP TABLE nova_markers AS SELECT * FROM (VALUES "
+        + ", ".join(rows)
+        + ") AS t(family, tag, grp)"
+    )
+
+
+def marker_votes_sql() -> str:
+    """`marker_votes(staged_row, has_4, has_3, has_2)`: for each unlabelled staged product that
+    holds a marker, which groups its markers vote for (has_4 from ingredients and additives,
+    has_3 from any family, has_2 from categories, as OFF's rules read them)."""
+    families = " UNION ALL ".join(
+        f"SELECT rowid AS staged_row, '{family}' AS family, unnest({family}_tags) AS tag "
+        "FROM staged_products WHERE nova_group IS NULL"
+        for family in ("ingredients", "additives", "categories")
+    )
+    return f"""
+        CREATE OR REPLACE TEMP TABLE marker_votes AS
+        SELECT staged_row, bool_or(grp = 4) AS has_4, bool_or(grp = 3) AS has_3,
+            bool_or(grp = 2) AS has_2
+        FROM ({families}) JOIN nova_markers USING (family, tag)
+        GROUP BY staged_row
+    """
 
 
 def blank_reason_sql() -> str:
-    """`nova_blank_reason` of a `products` row: the SQL twin of `nova_rules.blank_reason`
-    (a test holds them equal on every row of the real sample), NULL for a labelled product."""
-    additives = (
-        "list_concat(additives_tags, list_transform(additives_tags, "
-        f"lambda t: regexp_replace(t, {sql_literal(ADDITIVE_VARIANT_PATTERN)}, '\\1')))"
-    )
-    has_4 = f"({_any_marker('ingredients_tags', 'ingredients', 4)} OR {_any_marker(additives, 'additives', 4)})"
-    has_3 = (
-        f"({_any_marker('ingredients_tags', 'ingredients', 3)} OR "
-        f"{_any_marker(additives, 'additives', 3)} OR {_any_marker('categories_tags', 'categories', 3)})"
-    )
-    has_2 = _any_marker("categories_tags", "categories", 2)
+    """`nova_blank_reason` of a `products` row, given its `marker_votes` (NULL: no marker): the
+    SQL twin of `nova_rules.blank_reason` (a test holds them equal on every row of the real
+    sample), NULL for a labelled product."""
+    has_4, has_3, has_2 = (f"coalesce(has_{g}, false)" for g in (4, 3, 2))
     plain_water = (
         f"coalesce(list_contains(categories_tags, {sql_literal(WATERS_CATEGORY)}), false) AND NOT "
         f"coalesce(list_has_any(categories_tags, {sql_list(sorted(FLAVOURED_WATERS_CATEGORIES))}), false)"
@@ -287,6 +320,8 @@ def _replace_products(
         con.execute("DELETE FROM staged_products WHERE broken_line")
     skipped = rejected + broken
     con.execute(LOSING_ROWS_DDL)
+    con.execute(markers_table_sql())
+    con.execute(marker_votes_sql())
     con.execute(LOAD_DDL)
     con.execute(
         f"""
@@ -296,6 +331,7 @@ def _replace_products(
                created_t, last_modified_t, ?
         FROM staged_products
         ANTI JOIN losing_rows ON losing_rows.staged_row = staged_products.rowid
+        LEFT JOIN marker_votes ON marker_votes.staged_row = staged_products.rowid
         WHERE code IS NOT NULL
         """,
         [dump.sha256],
@@ -340,8 +376,8 @@ def _replace_products(
             repaired,
         ],
     )
-    con.execute("DROP TABLE staged_products")
-    con.execute("DROP TABLE losing_rows")
+    for table in ("staged_products", "losing_rows", "nova_markers", "marker_votes"):
+        con.execute(f"DROP TABLE {table}")
     return IngestStats(
         lines_read, skipped, rows_without_code, duplicates, invalid, products, previous, repaired
     )

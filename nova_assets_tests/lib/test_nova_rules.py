@@ -1,11 +1,20 @@
 """OFF's NOVA rules: the nova.t reference cases, the guards, and agreement with real labels."""
 
 import gzip
+import re
 from pathlib import Path
 
 import pytest
 
-from nova_assets.lib.nova_rules import NOVA_MARKERS, compute_nova_group, marker_group
+from nova_assets.lib.nova_rules import (
+    ADDITIVE_VARIANT_PATTERN,
+    ADDITIVE_VARIANT_SUFFIXES,
+    NOVA_MARKERS,
+    compute_nova_group,
+    marker_group,
+    markers_of,
+    with_additive_variants,
+)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "off_products_sample_1000.tsv.gz"
 
@@ -242,3 +251,19 @@ def test_agrees_with_real_sample_labels() -> None:
     assert len(lines) - 1 == 1000
     assert agree >= 960
     assert labelled_agree / labelled >= 0.99
+
+
+def test_the_variant_list_matches_exactly_what_the_variant_pattern_strips(sample_lines):
+    """SQL looks a tag up in `with_additive_variants(markers)` instead of stripping it with
+    ADDITIVE_VARIANT_PATTERN: the two agree on every additive of the sample and its variants."""
+    header = sample_lines[0].split("\t")
+    column = header.index("additives_tags")
+    seen = {t for line in sample_lines[1:] for t in line.split("\t")[column].split(",") if t}
+    for group in (3, 4):
+        markers = markers_of("additives", group)
+        tags = seen | set(markers) | {m + s for m in markers for s in ADDITIVE_VARIANT_SUFFIXES}
+        tags |= {"en:e1", "en:e150x", "en:e322iiii", "fr:e322i"}
+        listed = set(with_additive_variants(markers))
+        for tag in tags:
+            stripped = re.sub(ADDITIVE_VARIANT_PATTERN, r"\1", tag)
+            assert (tag in listed) == (tag in markers or stripped in markers), tag
