@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.pipeline import Pipeline
 
 from nova_assets.lib.calibration import GROUP_1_PRECISION, PRECISION_TARGET
@@ -96,6 +97,21 @@ def _fit(
     return pipeline, seconds
 
 
+def _trial(
+    kind: str,
+    params: dict[str, Any],
+    tuning: ProductMatrix,
+    held_out: ProductMatrix,
+    weights: Mapping[str, float],
+    calibration: Calibration,
+) -> tuple[Trial, Pipeline]:
+    """One setting fitted on `tuning`, calibrated and scored on `held_out`."""
+    pipeline, seconds = _fit(kind, params, tuning, held_out, calibration)
+    macro_f1, accuracy, per_slice = validation_scores(pipeline, held_out, weights)
+    trial = Trial(kind, params, macro_f1, accuracy, per_slice, seconds, len(tuning), len(held_out))
+    return trial, pipeline
+
+
 def train(
     candidates: Sequence[str],
     grids: dict[str, Sequence[Any]],
@@ -108,12 +124,14 @@ def train(
     validation_rows: int | None = None,
     calibration: Calibration = Calibration(),
     on_trial: Callable[[Trial], None] | None = None,
+    workers: int = 1,
 ) -> Trained:
     """Fit every candidate (and the reference) setting on the rows outside `validation` (at
     most `tuning_rows` of them, a fixed random subset), calibrate and score it on `validation`
     (at most `validation_rows` of them), and keep the best candidate and the best reference,
     refitted on the non-validation rows (at most `fit_rows`, a larger random subset) when the
-    trials saw fewer."""
+    trials saw fewer. `workers` processes fit the trials side by side (each fit uses one core);
+    the trials, and so the choice, are the same for any number of them."""
     fit_index = np.flatnonzero(~validation)
     validation_index = np.flatnonzero(validation)
     if len(validation_index) == 0 or len(np.unique(matrix.labels[fit_index])) < 2:
@@ -127,35 +145,36 @@ def train(
     capped = len(tuning_index) < len(fit_index)
     tuning = matrix.take(tuning_index)
     held_out = matrix.take(validation_index)
+    settings = [
+        (kind, params)
+        for kind in dict.fromkeys([*candidates, REFERENCE])
+        for params in parameter_grid(kind, grids)
+    ]
+    done = Parallel(n_jobs=min(max(workers, 1), len(settings)), return_as="generator")(
+        delayed(_trial)(kind, params, tuning, held_out, weights, calibration)
+        for kind, params in settings
+    )
     trials: list[Trial] = []
     best: dict[str, tuple[Trial, Pipeline]] = {}
-    for kind in dict.fromkeys([*candidates, REFERENCE]):
-        for params in parameter_grid(kind, grids):
-            pipeline, seconds = _fit(kind, params, tuning, held_out, calibration)
-            macro_f1, accuracy, per_slice = validation_scores(pipeline, held_out, weights)
-            trial = Trial(
-                kind,
-                params,
-                macro_f1,
-                accuracy,
-                per_slice,
-                seconds,
-                len(tuning),
-                len(held_out),
-            )
-            trials.append(trial)
-            if on_trial is not None:
-                on_trial(trial)
-            if kind not in best or _rank(trial) > _rank(best[kind][0]):
-                best[kind] = (trial, pipeline)
+    for trial, pipeline in done:
+        trials.append(trial)
+        if on_trial is not None:
+            on_trial(trial)
+        kind = trial.kind
+        if kind not in best or _rank(trial) > _rank(best[kind][0]):
+            best[kind] = (trial, pipeline)
     chosen = max((best[k][0] for k in candidates), key=_rank)
     model, reference = best[chosen.kind][1], best[REFERENCE][1]
     refit_seconds = 0.0
     if capped:
         del tuning
         everything = matrix.take(fit_index)
-        model, refit_seconds = _fit(chosen.kind, chosen.params, everything, held_out, calibration)
-        reference, _ = _fit(REFERENCE, best[REFERENCE][0].params, everything, held_out, calibration)
+        chosen_settings = [(chosen.kind, chosen.params), (REFERENCE, best[REFERENCE][0].params)]
+        refits = Parallel(n_jobs=min(max(workers, 1), 2))(
+            delayed(_fit)(kind, params, everything, held_out, calibration)
+            for kind, params in chosen_settings
+        )
+        (model, refit_seconds), (reference, _) = refits
     return Trained(
         model, reference, chosen, best[REFERENCE][0], trials, refit_seconds, len(fit_index)
     )

@@ -43,3 +43,24 @@ def test_the_evaluation_is_summarised_slice_by_slice(
     out = capsys.readouterr().out
     assert "no_ingredients   | 0.9000 | 0.3000 | 0.0000    | +0.6000" in out
     assert "mix              | 0.9000 | 0.3000 | 0.1000    | +0.6000" in out
+
+
+def test_step_timings_are_read_from_dagsters_own_log_lines() -> None:
+    bench = load_script("bench_pipeline")
+    log = "\n".join(
+        [
+            'STEP_SUCCESS - Finished execution of step "off_dump" in 29ms.',
+            'STEP_SUCCESS - Finished execution of step "products" in 4.25s.',
+            'STEP_SUCCESS - Finished execution of step "nova_model" in 1m 3s.',
+            'STEP_SUCCESS - Finished execution of step "products_products_row_count" in 46ms.',
+        ]
+    )
+    steps = {name: bench.duration(taken) for name, taken in bench.STEP_TIME.findall(log)}
+    assert steps == {
+        "off_dump": 0.029,
+        "products": 4.25,
+        "nova_model": 63.0,
+        "products_products_row_count": 0.046,
+    }
+    assert bench.duration("1h 2m 3s") == 3723.0
+    assert bench.RATE.search("in 3 batches (5,608 rows/s). Results").group(1) == "5,608"

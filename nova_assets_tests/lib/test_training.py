@@ -49,6 +49,32 @@ def test_every_setting_is_a_trial_and_the_mix_picks_the_best(matrix):
     assert trained.refit_seconds == 0.0 and trained.fit_rows == (~validation).sum()
 
 
+def test_two_workers_try_the_same_trials_and_choose_the_same_model(matrix):
+    """Trials fitted side by side in two processes, refits too: the same scores and choice."""
+    validation = validation_mask(matrix.codes, 20)
+
+    def run(workers: int):
+        return train(
+            ["marker_logistic_regression", "evidence_logistic_regression"],
+            {"C": [0.3, 1.0], "alpha": [1.0]},
+            matrix,
+            validation,
+            NO_INGREDIENTS,
+            tuning_rows=len(matrix) // 3,
+            workers=workers,
+        )
+
+    one, two = run(1), run(2)
+    scores = [(t.kind, t.params, t.macro_f1, t.accuracy, t.slices) for t in one.trials]
+    assert [(t.kind, t.params, t.macro_f1, t.accuracy, t.slices) for t in two.trials] == scores
+    assert (two.chosen.kind, two.chosen.params) == (one.chosen.kind, one.chosen.params)
+    assert two.refit_seconds > 0 and two.fit_rows == one.fit_rows
+    held_out = matrix.take(validation)
+    mix_two, _, slices_two = validation_scores(two.model, held_out, NO_INGREDIENTS)
+    mix_one, _, slices_one = validation_scores(one.model, held_out, NO_INGREDIENTS)
+    assert mix_two == pytest.approx(mix_one) and slices_two == pytest.approx(slices_one)
+
+
 def test_the_weights_decide(matrix):
     """On complete products alone, the marker model is as good as the evidence model, and the
     earlier candidate wins a tie."""

@@ -1,5 +1,6 @@
 """`nova_model`: the tracked, registered classifier."""
 
+import os
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -46,6 +47,9 @@ class ModelConfig(dg.Config):
     and calibrate the chosen model: a thousand of the rarest group, at OFF's shares."""
     max_iter: int = 2000
     """Iterations allowed to the logistic regressions' solver."""
+    workers: int = 0
+    """Processes fitting the trials (and the two refits) side by side, one core each; 0: one
+    per core of the machine. The choice is the same for any number."""
     precision_target: float = PRECISION_TARGET
     """An answer is `confident` when its probability clears its group's threshold, chosen on
     validation rows so that such answers are right this often."""
@@ -112,6 +116,7 @@ def nova_model(
             validation_rows=config.validation_rows,
             calibration=Calibration(config.precision_target, config.group_1_precision),
             on_trial=log_trial,
+            workers=config.workers or os.cpu_count() or 1,
         )
         registered = register(trained, manifest, matrix, context.run.run_id, fingerprint)
     chosen = trained.chosen
