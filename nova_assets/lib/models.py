@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import Pipeline
@@ -123,7 +124,9 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
             matrix.name_vectors()
 
     # -- training ------------------------------------------------------------------------
-    def fit(self, matrix: ProductMatrix, y: np.ndarray) -> NovaClassifier:
+    def fit(self, matrix: ProductMatrix, y: np.ndarray, n_jobs: int = 1) -> NovaClassifier:
+        """Fit the kind's classifier, or one expert per evidence state, `n_jobs` of them at a
+        time in their own processes (at most that many masked copies in memory at once)."""
         spec = candidate(self.kind)
         self._setup(matrix.features)
         self.classes_ = np.array(GROUPS)
@@ -133,12 +136,16 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         if not spec.masking:
             self.experts_[ALL] = spec.build(**(self.params or {})).fit(self._design(matrix), y)
         else:
-            for _, state, masked, masked_y in self._state_rows(matrix, y):
-                if len(np.unique(masked_y)) < 2:
-                    continue
-                self.experts_[state] = spec.build(**(self.params or {})).fit(
-                    self._design(masked), masked_y
-                )
+            designs = (
+                (state, self._design(masked), masked_y)
+                for _, state, masked, masked_y in self._state_rows(matrix, y)
+                if len(np.unique(masked_y)) >= 2
+            )
+            fitted = Parallel(n_jobs=max(n_jobs, 1), pre_dispatch="n_jobs")(
+                delayed(_fit_expert)(state, spec.build(**(self.params or {})), X, labels)
+                for state, X, labels in designs
+            )
+            self.experts_ = dict(fitted)
             if not self.experts_:
                 raise ValueError("no evidence state has products of two groups to learn from")
         self.calibrators_: dict[str, Any] = {}
@@ -321,10 +328,19 @@ def predict(pipeline: Pipeline, matrix: ProductMatrix) -> Prediction:
     )
 
 
-def fit_pipeline(kind: str, matrix: ProductMatrix, y: np.ndarray, **params) -> Pipeline:
-    """Fit one of CANDIDATES on the ProductMatrix and wrap it with its vectorizer."""
+def _fit_expert(
+    state: str, estimator: BaseEstimator, X: sparse.csr_matrix, y: np.ndarray
+) -> tuple[str, BaseEstimator]:
+    return state, estimator.fit(X, y)
+
+
+def fit_pipeline(
+    kind: str, matrix: ProductMatrix, y: np.ndarray, n_jobs: int = 1, **params
+) -> Pipeline:
+    """Fit one of CANDIDATES on the ProductMatrix and wrap it with its vectorizer; `n_jobs`
+    experts at a time (see NovaClassifier.fit)."""
     candidate(kind)
-    classifier = NovaClassifier(kind, params).fit(matrix, y)
+    classifier = NovaClassifier(kind, params).fit(matrix, y, n_jobs=n_jobs)
     return Pipeline(
         [("products", ProductVectorizer(matrix.features).fit()), ("classifier", classifier)]
     )

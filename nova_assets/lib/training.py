@@ -87,9 +87,10 @@ def _fit(
     fit_rows: ProductMatrix,
     validation: ProductMatrix,
     calibration: Calibration,
+    n_jobs: int = 1,
 ) -> tuple[Pipeline, float]:
     start = time.perf_counter()
-    pipeline = fit_pipeline(kind, fit_rows, fit_rows.labels, **params)
+    pipeline = fit_pipeline(kind, fit_rows, fit_rows.labels, n_jobs=n_jobs, **params)
     seconds = time.perf_counter() - start
     pipeline.named_steps["classifier"].calibrate(
         validation, validation.labels, calibration.target, calibration.group_1_precision
@@ -130,8 +131,8 @@ def train(
     most `tuning_rows` of them, a fixed random subset), calibrate and score it on `validation`
     (at most `validation_rows` of them), and keep the best candidate and the best reference,
     refitted on the non-validation rows (at most `fit_rows`, a larger random subset) when the
-    trials saw fewer. `workers` processes fit the trials side by side (each fit uses one core);
-    the trials, and so the choice, are the same for any number of them."""
+    trials saw fewer. `workers` processes fit the trials side by side (each fit uses one core),
+    then the refit's experts; the trials, and so the choice, are the same for any number."""
     fit_index = np.flatnonzero(~validation)
     validation_index = np.flatnonzero(validation)
     if len(validation_index) == 0 or len(np.unique(matrix.labels[fit_index])) < 2:
@@ -169,12 +170,11 @@ def train(
     if capped:
         del tuning
         everything = matrix.take(fit_index)
-        chosen_settings = [(chosen.kind, chosen.params), (REFERENCE, best[REFERENCE][0].params)]
-        refits = Parallel(n_jobs=min(max(workers, 1), 2))(
-            delayed(_fit)(kind, params, everything, held_out, calibration)
-            for kind, params in chosen_settings
+        # The chosen kind's experts share the workers; the reference is one quick fit.
+        model, refit_seconds = _fit(
+            chosen.kind, chosen.params, everything, held_out, calibration, n_jobs=workers
         )
-        (model, refit_seconds), (reference, _) = refits
+        reference, _ = _fit(REFERENCE, best[REFERENCE][0].params, everything, held_out, calibration)
     return Trained(
         model, reference, chosen, best[REFERENCE][0], trials, refit_seconds, len(fit_index)
     )

@@ -37,7 +37,7 @@ class ModelConfig(dg.Config):
     validation_percent: int = 20
     """Share of the training rows (by a stable hash of the code) held out to choose, calibrate
     and set the thresholds of the model."""
-    tuning_rows: int = 60_000
+    tuning_rows: int = 30_000
     """At most this many rows fit each trial (a fixed random subset of the training rows)."""
     fit_rows: int = 150_000
     """At most this many rows fit the chosen setting afterwards: past a hundred thousand or so,
