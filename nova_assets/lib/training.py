@@ -24,6 +24,8 @@ from nova_assets.lib.metrics import present_macro_f1
 from nova_assets.lib.models import fit_pipeline, predict
 
 REFERENCE = "reference_bernoulli_nb"
+PARALLEL_ROWS = 10_000
+"""Below this many tuning rows the fits take less than starting worker processes does."""
 
 
 @dataclass(frozen=True)
@@ -126,13 +128,15 @@ def train(
     calibration: Calibration = Calibration(),
     on_trial: Callable[[Trial], None] | None = None,
     workers: int = 1,
+    parallel_rows: int = PARALLEL_ROWS,
 ) -> Trained:
     """Fit every candidate (and the reference) setting on the rows outside `validation` (at
     most `tuning_rows` of them, a fixed random subset), calibrate and score it on `validation`
     (at most `validation_rows` of them), and keep the best candidate and the best reference,
     refitted on the non-validation rows (at most `fit_rows`, a larger random subset) when the
     trials saw fewer. `workers` processes fit the trials side by side (each fit uses one core),
-    then the refit's experts; the trials, and so the choice, are the same for any number."""
+    then the refit's experts, once there are `parallel_rows` tuning rows; the trials, and so
+    the choice, are the same for any number."""
     fit_index = np.flatnonzero(~validation)
     validation_index = np.flatnonzero(validation)
     if len(validation_index) == 0 or len(np.unique(matrix.labels[fit_index])) < 2:
@@ -146,6 +150,8 @@ def train(
     capped = len(tuning_index) < len(fit_index)
     tuning = matrix.take(tuning_index)
     held_out = matrix.take(validation_index)
+    if len(tuning) < parallel_rows:
+        workers = 1
     settings = [
         (kind, params)
         for kind in dict.fromkeys([*candidates, REFERENCE])

@@ -43,6 +43,10 @@ def test_two_launches_at_once_run_one_after_the_other_each_on_its_dump(
     renamed = [set_field(x, header, "product_name", "second") for x in sample_lines[1:]]
     second = write_dump(tmp_path / "second.tsv", [header, *renamed])
 
+    # The instance's storage exists before the two launches, as it does once `dg dev` or any
+    # run has used DAGSTER_HOME: two processes creating the sqlite schemas at the same moment
+    # can both stamp them (Dagster's own race, not this project's).
+    dg.DagsterInstance.from_config(str(home)).dispose()
     runs = [launch(first, env)]
     time.sleep(1.0)
     runs.append(launch(second, env))
