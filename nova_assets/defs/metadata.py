@@ -18,10 +18,10 @@ def setting(value: object) -> str:
     return str(value)
 
 
-def unchanged(what: str, data_version: str | None = None) -> dg.MaterializeResult:
+def unchanged(what: str, data_version: str | None = None, **metadata: Any) -> dg.MaterializeResult:
     """The result of a step that found its build recorded (lib/builds.py): nothing written, the
-    same data version, so nothing downstream sees a change."""
+    same data version, so nothing downstream sees a change; `metadata` says what it points to."""
     return dg.MaterializeResult(
-        metadata={"status": f"unchanged: {what}"},
+        metadata={"status": f"unchanged: {what}", **metadata},
         data_version=dg.DataVersion(data_version) if data_version else None,
     )

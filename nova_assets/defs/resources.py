@@ -15,7 +15,7 @@ from nova_assets.defs.operations.dead_runs import end_orphaned_mlflow_runs, reap
 from nova_assets.lib import builds, run_lock, serving
 from nova_assets.lib import warehouse as wh
 from nova_assets.lib.dump import Dump, ProgressCallback, fetch_dump, remove_partial_downloads
-from nova_assets.lib.paths import DataPaths, data_paths, dump_source
+from nova_assets.lib.paths import DataPaths, data_paths, dump_source, layout
 from nova_assets.lib.registry import client_for, ensure_experiment
 
 if TYPE_CHECKING:
@@ -67,10 +67,7 @@ class DataDir(dg.ConfigurableResource):
 
     @property
     def paths(self) -> DataPaths:
-        return DataPaths(
-            Path(self.root).expanduser().resolve(),
-            incoming_dir=Path(self.incoming_dir).expanduser() if self.incoming_dir else None,
-        )
+        return layout(self.root, self.incoming_dir or None)
 
 
 class Warehouse(RunLocked):

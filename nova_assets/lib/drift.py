@@ -15,12 +15,12 @@ import duckdb
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from nova_assets.lib.calibration import GROUPS
 from nova_assets.lib.drift_history import ensure_tables, previous_measured, record
 from nova_assets.lib.features import FAMILIES, product_matrix, tag_pairs_sql
 from nova_assets.lib.models import predict
 from nova_assets.lib.warehouse import sql_literal, table_exists
 
-GROUPS = (1, 2, 3, 4)
 EXAMPLES = 5
 """New and vanished tags shown per family (the most frequent first)."""
 

@@ -343,8 +343,10 @@ def fit_on_used_columns(
     place, zero elsewhere (where the L2 penalty puts them anyway): L-BFGS then works on the used
     columns only, not on every hashed name bucket (4 x 133 k coefficients). Other estimators
     are fitted as they are."""
+    if not isinstance(estimator, LogisticRegression):
+        return estimator.fit(X, y)
     used = np.flatnonzero(X.getnnz(axis=0))
-    if not isinstance(estimator, LogisticRegression) or len(used) in (0, X.shape[1]):
+    if len(used) in (0, X.shape[1]):
         return estimator.fit(X, y)
     estimator.fit(X.tocsc()[:, used].tocsr(), y)
     coef = np.zeros((estimator.coef_.shape[0], X.shape[1]))

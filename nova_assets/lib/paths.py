@@ -8,7 +8,7 @@ one function (`data_paths`) reads the environment for it: Dagster code gets the 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -85,16 +85,21 @@ class DataPaths:
         return self.mlflow / "artifacts"
 
 
-def data_paths() -> DataPaths:
-    """The layout for the current environment: `NOVA_DATA_DIR` (default `<repo>/data`),
-    `NOVA_INCOMING_DIR` and `MLFLOW_TRACKING_URI`."""
-    root = os.environ.get("NOVA_DATA_DIR") or REPO_ROOT / "data"
-    incoming = os.environ.get("NOVA_INCOMING_DIR")
+def layout(root: str | Path, incoming: str | Path | None = None) -> DataPaths:
+    """The layout of the data dir `root` (`incoming`: the watched folder, if not its own)."""
     return DataPaths(
         Path(root).expanduser().resolve(),
         incoming_dir=Path(incoming).expanduser() if incoming else None,
-        tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None,
     )
+
+
+def data_paths() -> DataPaths:
+    """The layout for the current environment: `NOVA_DATA_DIR` (default `<repo>/data`),
+    `NOVA_INCOMING_DIR` and `MLFLOW_TRACKING_URI`."""
+    paths = layout(
+        os.environ.get("NOVA_DATA_DIR") or REPO_ROOT / "data", os.environ.get("NOVA_INCOMING_DIR")
+    )
+    return replace(paths, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None)
 
 
 def sensor_interval_seconds() -> int:

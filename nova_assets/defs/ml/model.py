@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
-from nova_assets.defs.metadata import rounded
+from nova_assets.defs.metadata import rounded, unchanged
 from nova_assets.defs.ml.features import feature_matrix, read_manifest
 from nova_assets.defs.resources import DataDir, MlflowStore
 from nova_assets.lib.calibration import GROUP_1_PRECISION, PRECISION_TARGET
@@ -96,12 +96,10 @@ def nova_model(
             f"{MODEL_NAME} v{same.version} was trained from the same dump, "
             "features, settings and code: nothing to train"
         )
-        return dg.MaterializeResult(
-            metadata={
-                "status": f"unchanged: same dump, settings and code as v{same.version}",
-                "model_version": same.version,
-                "model_uri": f"models:/{MODEL_NAME}/{same.version}",
-            }
+        return unchanged(
+            f"same dump, settings and code as v{same.version}",
+            model_version=same.version,
+            model_uri=f"models:/{MODEL_NAME}/{same.version}",
         )
     with mlflow_store.training_run(context) as run:
         mlflow_params(config, grids, manifest, len(matrix))
