@@ -3,6 +3,7 @@ store. Settings reach the code only through them, built once when the definition
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,17 +11,19 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
+from pydantic import PrivateAttr
 
 from nova_assets.defs.operations.dead_runs import end_orphaned_mlflow_runs, reap_dead_runs
 from nova_assets.lib import builds, run_lock, serving
 from nova_assets.lib import warehouse as wh
 from nova_assets.lib.dump import Dump, ProgressCallback, fetch_dump, remove_partial_downloads
 from nova_assets.lib.paths import DataPaths, data_paths, dump_source, layout
-from nova_assets.lib.registry import client_for, ensure_experiment
+from nova_assets.lib.registry import client_for, ensure_experiment, load_pipeline
 
 if TYPE_CHECKING:
     import mlflow
     from mlflow import MlflowClient
+    from sklearn.pipeline import Pipeline
 
 
 class RunLocked(dg.ConfigurableResource):
@@ -174,11 +177,44 @@ class MlflowStore(RunLocked):
     ui_url: str = "http://127.0.0.1:5000"
     dagster_ui_url: str = "http://127.0.0.1:3000"
 
+    _opening: threading.Thread | None = PrivateAttr(default=None)
+    _failure: list[BaseException] = PrivateAttr(default_factory=list)
+
     def client(self) -> "MlflowClient":
+        self._opened()
         return client_for(self.tracking_uri)
 
+    def pipeline(self, model_uri: str) -> "Pipeline":
+        """A logged model, loaded safely (registry.load_pipeline)."""
+        self._opened()
+        return load_pipeline(self.tracking_uri, model_uri)
+
     def clear_after_dead_runs(self, instance: dg.DagsterInstance) -> None:
-        end_orphaned_mlflow_runs(instance, self.client())
+        """In a thread: importing MLflow and opening (the first time, creating) its store take
+        seconds the first steps of a run, which read the dump, need not wait for. Whatever
+        uses the store waits for it."""
+
+        def clear() -> None:
+            try:
+                end_orphaned_mlflow_runs(instance, client_for(self.tracking_uri))
+            except BaseException as exc:  # raised again in the step that needs the store
+                self._failure.append(exc)
+
+        self._opening = threading.Thread(target=clear, name="mlflow-store", daemon=True)
+        self._opening.start()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._opening is not None:
+            self._opening.join()
+        super().teardown_after_execution(context)
+
+    def _opened(self) -> None:
+        """Wait for the store to be open; its error, if opening it failed."""
+        if self._opening is not None:
+            self._opening.join()
+            self._opening = None
+        if self._failure:
+            raise self._failure.pop()
 
     @contextmanager
     def training_run(self, context: dg.AssetExecutionContext) -> Iterator["mlflow.ActiveRun"]:
@@ -188,6 +224,7 @@ class MlflowStore(RunLocked):
         that fails before leaves no empty run."""
         import mlflow
 
+        self._opened()
         experiment_id = ensure_experiment(self.tracking_uri, Path(self.artifact_location))
         # Each model's requirements are given (tracking.MODEL_REQUIREMENTS), so what MLflow
         # says of this folder being a uv project applies to nothing we log.

@@ -16,11 +16,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
-from nova_assets.lib.dump_format import GZIP_MAGIC, DumpError
+from nova_assets.lib.dump_format import GZIP_MAGIC, DumpError, GzipCheck
 
 CHUNK = 1 << 20
 MAX_RETRY_DELAY = 60.0
@@ -70,33 +69,6 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
 
 
-class GzipCheck:
-    """Decompresses a gzip stream as it arrives, keeping nothing, to prove it is whole.
-
-    Handles multi-member files (concatenated gzip streams), which `gzip -c a b` writes.
-    """
-
-    def __init__(self) -> None:
-        self._inflater = zlib.decompressobj(wbits=31)
-
-    def feed(self, chunk: bytes) -> None:
-        data = chunk
-        try:
-            while data:
-                self._inflater.decompress(data, CHUNK)
-                data = self._inflater.unconsumed_tail
-                if self._inflater.eof:
-                    data = self._inflater.unused_data + data
-                    if data:
-                        self._inflater = zlib.decompressobj(wbits=31)
-        except zlib.error as exc:
-            raise DumpError(f"dump is not a valid gzip file: {exc}") from exc
-
-    @property
-    def complete(self) -> bool:
-        return self._inflater.eof
-
-
 class Sink:
     """The temp file, with the sha256 and gzip check of exactly the bytes in it, in order.
 
@@ -107,8 +79,6 @@ class Sink:
 
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
-        self.mode: int | None = None
-        """The permission bits of the local file copied, if it is one."""
         self.restart()
 
     def restart(self) -> None:

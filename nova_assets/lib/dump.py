@@ -1,17 +1,19 @@
 """Bring a dump (local path or http(s) URL) into the raw folder under a name carrying its sha256.
 
-The file is written to a temporary name beside its target and renamed only when it is whole,
-so a failed copy never leaves a half dump that a later run could mistake for a good one. A
-download (lib/download.py) first asks the server whether the dump changed since the one held
-(ETag / Last-Modified, 304); old dumps are pruned, never the ones in use.
+A download is written to a temporary name beside its target and renamed only when it is whole,
+so a failed download never leaves a half dump that a later run could mistake for a good one;
+it first asks the server whether the dump changed since the one held (ETag / Last-Modified,
+304). A local file is hashed where it lies and linked in, not copied. Old dumps are pruned,
+never the ones in use.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
-import stat
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -20,13 +22,14 @@ from pathlib import Path
 from typing import TextIO
 
 from nova_assets.lib import parquet_dump
-from nova_assets.lib.download import CHUNK, Sink, download, is_url, redact
-from nova_assets.lib.dump_format import DumpError, check_is_dump
+from nova_assets.lib.download import Sink, download, is_url, redact
+from nova_assets.lib.dump_format import GZIP_MAGIC, DumpError, check_is_dump
 
 TEMP_PREFIX = ".incoming-"
 DUMP_NAME = re.compile(r"off_products_[0-9a-f]{16}\.(tsv(\.gz)?|parquet)")
 STALE_TEMP_SECONDS = 24 * 3600
 UNKNOWN_SIZE_STEP = 64 << 20
+HASH_BLOCK = 8 << 20
 
 ProgressCallback = Callable[[int, int | None], None]
 """`progress(done_bytes, total_bytes_or_None)`."""
@@ -47,9 +50,25 @@ class Dump:
     gzipped: bool
     etag: str | None = None
     last_modified: str | None = None
+    mtime_ns: int | None = None
+    """The file's mtime when it was fetched: a local dump is linked, not copied, and a source
+    rewritten in place since would change the linked file too."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
+
+    def check_on_disk(self) -> None:
+        """Raise DumpError unless the file is still the one fetched: there, the same size, and
+        (where recorded) not rewritten since."""
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            raise DumpError(f"dump file {self.path} does not exist") from None
+        if status.st_size != self.bytes or self.mtime_ns not in (None, status.st_mtime_ns):
+            raise DumpError(
+                f"dump file {self.path} changed since it was fetched from {self.source} "
+                f"({status.st_size:,} bytes now, {self.bytes:,} then): fetch it again"
+            )
 
     @classmethod
     def from_json(cls, text: str) -> Dump:
@@ -72,7 +91,7 @@ def fetch_dump(
     deadline: float | None = None,
     keep: int | None = None,
 ) -> Dump:
-    """Copy or download `source` into `raw_dir`, hashing it on the way and checking it is whole.
+    """Link (a local file) or download `source` into `raw_dir` under its sha256 name.
 
     - `previous`: the dump held now. If it came from the same URL with an ETag/Last-Modified and
       the server answers 304, `previous` itself is returned and nothing is written.
@@ -90,42 +109,60 @@ def fetch_dump(
     """
     raw_dir.mkdir(parents=True, exist_ok=True)
     say = log or (lambda _message: None)
-    shown = redact(source)
     ticker = _Ticker(progress)
+    if is_url(source):
+        dump = _fetch_url(
+            source, raw_dir, previous, ticker, say, attempts, retry_delay, timeout, deadline
+        )
+    else:
+        dump = _take_local(source, raw_dir, ticker, say)
+    if keep is not None:
+        protect = [dump.path] + [d.path for d in (previous, in_use) if d is not None]
+        for path in prune_dumps(raw_dir, keep, protect=protect):
+            say(f"deleted old dump {path}")
+    return dump
+
+
+def _fetch_url(
+    source: str,
+    raw_dir: Path,
+    previous: Dump | None,
+    ticker: _Ticker,
+    say: Callable[[str], None],
+    attempts: int,
+    retry_delay: float,
+    timeout: float,
+    deadline: float | None,
+) -> Dump:
+    """Download into a temp file beside the target, hashed and gzip-checked on the way; `previous`
+    itself when the server answers 304."""
+    shown = redact(source)
     fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=raw_dir)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
             sink = Sink(out)
-            if is_url(source):
-                validators = download(
-                    source,
-                    sink,
-                    ticker,
-                    say,
-                    conditional=_conditional(previous, shown),
-                    attempts=max(attempts, 1),
-                    retry_delay=retry_delay,
-                    timeout=timeout,
-                    give_up_at=None if deadline is None else time.monotonic() + deadline,
-                )
-            else:
-                validators = _copy_local(source, sink, ticker)
+            validators = download(
+                source,
+                sink,
+                ticker,
+                say,
+                conditional=_conditional(previous, shown),
+                attempts=max(attempts, 1),
+                retry_delay=retry_delay,
+                timeout=timeout,
+                give_up_at=None if deadline is None else time.monotonic() + deadline,
+            )
         if validators is None:
             tmp.unlink()
             assert previous is not None
             say(f"dump unchanged at {shown} (HTTP 304): keeping {previous.path}")
-            dump = previous
-        else:
-            dump = _place(tmp, raw_dir, sink, shown, *validators)
-            ticker.finish(sink.size)
+            return previous
+        dump = _place(tmp, raw_dir, sink, shown, *validators)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    if keep is not None:
-        protect = [dump.path] + [d.path for d in (previous, in_use) if d is not None]
-        for path in prune_dumps(raw_dir, keep, protect=protect):
-            say(f"deleted old dump {path}")
+    ticker.finish(dump.bytes)
     return dump
 
 
@@ -256,9 +293,15 @@ def _human(size: int) -> str:
     return f"{size} B"
 
 
-def _copy_local(source: str, sink: Sink, ticker: _Ticker) -> tuple[None, None]:
-    """Copy a local dump: only a file that starts like a dump, never through a symbolic link
-    that leads out of its folder; its permissions bound the copy's."""
+def _take_local(source: str, raw_dir: Path, ticker: _Ticker, say: Callable[[str], None]) -> Dump:
+    """A local dump, hashed where it lies at disk speed and linked into `raw_dir` under its sha256
+    name (copied only across filesystems; nothing at all when `raw_dir` has it already).
+
+    Only a file that starts like a dump, never through a symbolic link that leads out of its
+    folder. A gzip file is not inflated here: `products` reads the whole stream anyway and
+    refuses one that ends early. The file's size and mtime are recorded, so a source rewritten
+    in place later (a link shares its bytes) is refused instead of read as this dump.
+    """
     path = Path(source).expanduser()
     if path.is_symlink() and not path.resolve().is_relative_to(path.parent.resolve()):
         raise DumpError(f"dump {source} is a symbolic link out of its folder: refused")
@@ -266,20 +309,70 @@ def _copy_local(source: str, sink: Sink, ticker: _Ticker) -> tuple[None, None]:
         raise DumpError(
             f"dump not found: {source} is not a file (set NOVA_DUMP_URL to a file or URL)"
         )
-    status = path.stat()
-    if status.st_size == 0:
+    before = path.stat()
+    if before.st_size == 0:
         raise DumpError(f"dump is empty: {source} has 0 bytes")
-    if parquet_dump.is_parquet(path):
+    parquet = parquet_dump.is_parquet(path)
+    if parquet:
         parquet_dump.check_parquet(path)
     else:
         check_is_dump(str(path))
-    sink.mode = stat.S_IMODE(status.st_mode)
-    ticker(0, status.st_size)
-    with path.open("rb") as src:
-        while chunk := src.read(CHUNK):
-            sink.write(chunk)
-            ticker(sink.size, status.st_size)
-    return None, None
+    sha = _sha256(path, before.st_size, ticker)
+    with path.open("rb") as file:
+        gzipped = not parquet and file.read(2) == GZIP_MAGIC
+    suffix = ".parquet" if parquet else ".tsv.gz" if gzipped else ".tsv"
+    target = raw_dir / f"off_products_{sha[:16]}{suffix}"
+    how = "already there" if target.exists() else _link_or_copy(path, target)
+    if _identity(path.stat()) != _identity(before):
+        if how != "already there":
+            target.unlink(missing_ok=True)
+        raise DumpError(f"dump {source} changed while it was read: try again once it is written")
+    say(f"dump {sha[:12]} {how} in {raw_dir}")
+    ticker.finish(before.st_size)
+    return Dump(
+        str(target), sha, before.st_size, source, gzipped, mtime_ns=target.stat().st_mtime_ns
+    )
+
+
+def _sha256(path: Path, size: int, ticker: _Ticker) -> str:
+    """The file's sha256, read in large blocks into one buffer (hashing runs without the GIL)."""
+    digest = hashlib.sha256()
+    buffer = bytearray(HASH_BLOCK)
+    view = memoryview(buffer)
+    done = 0
+    ticker(0, size)
+    with path.open("rb", buffering=0) as file:
+        while read := file.readinto(buffer):
+            digest.update(view[:read])
+            done += read
+            ticker(done, size)
+    return digest.hexdigest()
+
+
+def _link_or_copy(path: Path, target: Path) -> str:
+    """`path` as `target`: a hard link where the filesystem allows, else a whole copy renamed in."""
+    try:
+        os.link(path, target)
+        return "linked"
+    except FileExistsError:
+        return "already there"
+    except OSError:
+        pass
+    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        shutil.copyfile(path, tmp)
+        shutil.copymode(path, tmp)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return "copied"
+
+
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_size, status.st_mtime_ns
 
 
 def _place(
@@ -298,15 +391,22 @@ def _place(
     target = raw_dir / f"off_products_{sha[:16]}{suffix}"
     if target.exists():
         tmp.unlink()
-        os.utime(target)
     else:
-        # mkstemp made it owner-only; a dump is data others on the machine may read, unless
-        # the file it was copied from was not.
+        # mkstemp made it owner-only; a downloaded dump is data others on the machine may read.
         umask = os.umask(0)
         os.umask(umask)
-        tmp.chmod(0o666 & ~umask & (0o666 if sink.mode is None else sink.mode))
+        tmp.chmod(0o666 & ~umask)
         tmp.replace(target)
-    return Dump(str(target), sha, sink.size, source, sink.gzip is not None, etag, last_modified)
+    return Dump(
+        str(target),
+        sha,
+        sink.size,
+        source,
+        sink.gzip is not None,
+        etag,
+        last_modified,
+        target.stat().st_mtime_ns,
+    )
 
 
 def _conditional(previous: Dump | None, url: str) -> tuple[str | None, str | None] | None:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import gzip
 import re
+import threading
+from pathlib import Path
+
+from isal import isal_zlib
 
 from nova_assets.lib.warehouse import sql_literal, sql_name
 
@@ -37,6 +41,54 @@ NO_NULL = "\x01no-null\x01"
 HEADER_LIMIT = 1 << 20
 COLUMN_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 GZIP_MAGIC = b"\x1f\x8b"
+INFLATE_CHUNK = 1 << 20
+
+
+class GzipCheck:
+    """Inflates a gzip stream as it arrives, keeping nothing, to prove it is whole and
+    undamaged (every member's CRC and length). DuckDB's reader notices a stream that ends early
+    but not a damaged one: it reads on and loses rows without a word.
+
+    Handles multi-member files (concatenated gzip streams), which `gzip -c a b` writes.
+    """
+
+    def __init__(self) -> None:
+        self._inflater = isal_zlib.decompressobj(wbits=31)
+
+    def feed(self, chunk: bytes) -> None:
+        data = chunk
+        try:
+            while data:
+                self._inflater.decompress(data, INFLATE_CHUNK)
+                data = self._inflater.unconsumed_tail
+                if self._inflater.eof:
+                    data = self._inflater.unused_data + data
+                    if data:
+                        self._inflater = isal_zlib.decompressobj(wbits=31)
+        except isal_zlib.error as exc:
+            raise DumpError(f"dump is not a valid gzip file: {exc}") from exc
+
+    @property
+    def complete(self) -> bool:
+        return self._inflater.eof
+
+
+def check_gzip_file(path: str | Path, stop: threading.Event | None = None) -> None:
+    """Raise DumpError unless the gzip file at `path` is whole and undamaged; return early,
+    unchecked, once `stop` is set."""
+    check = GzipCheck()
+    with open(path, "rb") as file:
+        while chunk := file.read(INFLATE_CHUNK):
+            if stop is not None and stop.is_set():
+                return
+            try:
+                check.feed(chunk)
+            except DumpError as exc:
+                raise DumpError(f"dump {path} is damaged: {exc}") from exc
+    if not check.complete:
+        raise DumpError(
+            f"dump {path} is a truncated gzip file: it ends before its gzip stream does"
+        )
 
 
 def dump_header(path: str) -> list[str]:

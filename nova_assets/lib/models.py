@@ -125,9 +125,17 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
             matrix.name_vectors()
 
     # -- training ------------------------------------------------------------------------
-    def fit(self, matrix: ProductMatrix, y: np.ndarray, n_jobs: int = 1) -> NovaClassifier:
+    def fit(
+        self,
+        matrix: ProductMatrix,
+        y: np.ndarray,
+        n_jobs: int = 1,
+        start: NovaClassifier | None = None,
+    ) -> NovaClassifier:
         """Fit the kind's classifier, or one expert per evidence state, `n_jobs` of them at a
-        time in their own processes (at most that many masked copies in memory at once)."""
+        time in their own processes (at most that many masked copies in memory at once).
+        `start`: the same kind fitted on fewer rows (a trial), whose logistic regressions the
+        solver starts from: the optimum is the same, it is only reached in fewer steps."""
         spec = candidate(self.kind)
         self._setup(matrix.features)
         self.classes_ = np.array(GROUPS)
@@ -136,7 +144,9 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         self.experts_: dict[str, BaseEstimator] = {}
         if not spec.masking:
             estimator = spec.build(**(self.params or {}))
-            self.experts_[ALL] = fit_on_used_columns(estimator, self._design(matrix), y)
+            self.experts_[ALL] = fit_on_used_columns(
+                estimator, self._design(matrix), y, _expert(start, ALL)
+            )
         else:
             designs = (
                 (state, self._design(masked), masked_y)
@@ -144,7 +154,9 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
                 if len(np.unique(masked_y)) >= 2
             )
             fitted = Parallel(n_jobs=max(n_jobs, 1), pre_dispatch="n_jobs")(
-                delayed(_fit_expert)(state, spec.build(**(self.params or {})), X, labels)
+                delayed(_fit_expert)(
+                    state, spec.build(**(self.params or {})), X, labels, _expert(start, state)
+                )
                 for state, X, labels in designs
             )
             self.experts_ = dict(fitted)
@@ -330,23 +342,44 @@ def predict(pipeline: Pipeline, matrix: ProductMatrix) -> Prediction:
     )
 
 
+def _expert(fitted: NovaClassifier | None, state: str) -> BaseEstimator | None:
+    return None if fitted is None else fitted.experts_.get(state)
+
+
 def _fit_expert(
-    state: str, estimator: BaseEstimator, X: sparse.csr_matrix, y: np.ndarray
+    state: str,
+    estimator: BaseEstimator,
+    X: sparse.csr_matrix,
+    y: np.ndarray,
+    start: BaseEstimator | None = None,
 ) -> tuple[str, BaseEstimator]:
-    return state, fit_on_used_columns(estimator, X, y)
+    return state, fit_on_used_columns(estimator, X, y, start)
 
 
 def fit_on_used_columns(
-    estimator: BaseEstimator, X: sparse.csr_matrix, y: np.ndarray
+    estimator: BaseEstimator,
+    X: sparse.csr_matrix,
+    y: np.ndarray,
+    start: BaseEstimator | None = None,
 ) -> BaseEstimator:
     """A logistic regression fitted on the columns some row uses, its coefficients put back in
     place, zero elsewhere (where the L2 penalty puts them anyway): L-BFGS then works on the used
-    columns only, not on every hashed name bucket (4 x 133 k coefficients). Other estimators
-    are fitted as they are."""
+    columns only, not on every hashed name bucket (4 x 133 k coefficients). Given `start`, a
+    logistic regression over the same columns and groups, the solver starts from its
+    coefficients. Other estimators are fitted as they are."""
     if not isinstance(estimator, LogisticRegression):
         return estimator.fit(X, y)
     used = np.flatnonzero(X.getnnz(axis=0))
-    if len(used) in (0, X.shape[1]):
+    compress = 0 < len(used) < X.shape[1]
+    if (
+        isinstance(start, LogisticRegression)
+        and start.coef_.shape == (len(np.unique(y)), X.shape[1])
+        and np.array_equal(start.classes_, np.unique(y))
+    ):
+        estimator.set_params(warm_start=True)
+        estimator.coef_ = start.coef_[:, used] if compress else start.coef_.copy()
+        estimator.intercept_ = start.intercept_.copy()
+    if not compress:
         return estimator.fit(X, y)
     estimator.fit(X.tocsc()[:, used].tocsr(), y)
     coef = np.zeros((estimator.coef_.shape[0], X.shape[1]))
@@ -357,12 +390,18 @@ def fit_on_used_columns(
 
 
 def fit_pipeline(
-    kind: str, matrix: ProductMatrix, y: np.ndarray, n_jobs: int = 1, **params
+    kind: str,
+    matrix: ProductMatrix,
+    y: np.ndarray,
+    n_jobs: int = 1,
+    start: Pipeline | None = None,
+    **params,
 ) -> Pipeline:
     """Fit one of CANDIDATES on the ProductMatrix and wrap it with its vectorizer; `n_jobs`
-    experts at a time (see NovaClassifier.fit)."""
+    experts at a time, from `start`'s coefficients if given (see NovaClassifier.fit)."""
     candidate(kind)
-    classifier = NovaClassifier(kind, params).fit(matrix, y, n_jobs=n_jobs)
+    first = None if start is None else start.named_steps["classifier"]
+    classifier = NovaClassifier(kind, params).fit(matrix, y, n_jobs=n_jobs, start=first)
     return Pipeline(
         [("products", ProductVectorizer(matrix.features).fit()), ("classifier", classifier)]
     )

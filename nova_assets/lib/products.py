@@ -8,8 +8,11 @@ transaction that is rolled back if anything looks wrong, so the last good table 
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 
@@ -20,6 +23,7 @@ from nova_assets.lib.dump_format import (
     DumpError,
     broken_line_sql,
     check_columns,
+    check_gzip_file,
     dump_header,
     invalid_utf8_sql,
     read_csv_sql,
@@ -252,8 +256,7 @@ def ingest_products(
     than `max_shrink`. Lines with more or fewer fields than the header are skipped and
     counted; lines with invalid UTF-8 are kept with the bad bytes replaced, and counted.
     """
-    if not Path(dump.path).is_file():
-        raise DumpError(f"dump file {dump.path} does not exist")
+    dump.check_on_disk()
     if parquet_dump.is_parquet(dump.path):
         columns: list[str] | dict[str, str] = parquet_dump.check_parquet(dump.path)
     else:
@@ -273,10 +276,31 @@ def ingest_products(
     insertion_order = _setting(con, "preserve_insertion_order")
     con.execute("SET preserve_insertion_order = false")
     try:
-        with transaction(con):
-            return _replace_products(con, dump, columns, previous, max_shrink)
+        with transaction(con), _gzip_checked_alongside(dump):
+            stats = _replace_products(con, dump, columns, previous, max_shrink)
+            dump.check_on_disk()  # a linked dump's source rewritten while it was read
+            return stats
     finally:
         con.execute(f"SET preserve_insertion_order = {insertion_order}")
+
+
+@contextmanager
+def _gzip_checked_alongside(dump: Dump) -> Iterator[None]:
+    """For a gzip dump, inflate it a second time in a thread while DuckDB reads it (DuckDB reads
+    a gzip file on one core), so a damaged stream, which DuckDB reads on without a word, fails
+    the step before anything is replaced."""
+    if not dump.gzipped:
+        yield
+        return
+    stop = threading.Event()
+    with ThreadPoolExecutor(1, thread_name_prefix="gzip-check") as pool:
+        checked = pool.submit(check_gzip_file, dump.path, stop)
+        try:
+            yield
+        except BaseException:
+            stop.set()
+            raise
+        checked.result()
 
 
 def _stage(con: duckdb.DuckDBPyConnection, dump: Dump, columns: list[str] | dict[str, str]) -> int:
@@ -286,7 +310,17 @@ def _stage(con: duckdb.DuckDBPyConnection, dump: Dump, columns: list[str] | dict
         con.execute("CREATE OR REPLACE TEMP TABLE staged_products AS " + sql)
         return 0
     source = read_csv_sql(dump.path, columns, rejects=True)
-    con.execute("CREATE OR REPLACE TEMP TABLE staged_products AS " + _staged_sql(source, columns))
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE staged_products AS " + _staged_sql(source, columns)
+        )
+    except duckdb.IOException as exc:
+        if "GZIP" not in str(exc).upper():
+            raise
+        damage = "truncated" if "unexpected end" in str(exc).lower() else "damaged"
+        raise DumpError(
+            f"dump {dump.source} is a {damage} gzip file ({exc}): nothing was replaced"
+        ) from exc
     con.execute(
         "INSERT INTO staged_products "
         + _staged_sql(invalid_utf8_sql(columns), columns, repaired=True)

@@ -90,10 +90,11 @@ def _fit(
     validation: ProductMatrix,
     calibration: Calibration,
     n_jobs: int = 1,
+    start: Pipeline | None = None,
 ) -> tuple[Pipeline, float]:
-    start = time.perf_counter()
-    pipeline = fit_pipeline(kind, fit_rows, fit_rows.labels, n_jobs=n_jobs, **params)
-    seconds = time.perf_counter() - start
+    began = time.perf_counter()
+    pipeline = fit_pipeline(kind, fit_rows, fit_rows.labels, n_jobs=n_jobs, start=start, **params)
+    seconds = time.perf_counter() - began
     pipeline.named_steps["classifier"].calibrate(
         validation, validation.labels, calibration.target, calibration.group_1_precision
     )
@@ -176,9 +177,10 @@ def train(
     if capped:
         del tuning
         everything = matrix.take(fit_index)
-        # The chosen kind's experts share the workers; the reference is one quick fit.
+        # The chosen kind's experts share the workers, starting from the trial's solution;
+        # the reference is one quick fit.
         model, refit_seconds = _fit(
-            chosen.kind, chosen.params, everything, held_out, calibration, n_jobs=workers
+            chosen.kind, chosen.params, everything, held_out, calibration, workers, model
         )
         reference, _ = _fit(REFERENCE, best[REFERENCE][0].params, everything, held_out, calibration)
     return Trained(

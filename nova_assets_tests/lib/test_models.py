@@ -6,12 +6,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import sparse
+from sklearn.linear_model import LogisticRegression
 
 from nova_assets.lib.candidates import MODEL_KINDS, parameter_grid
 from nova_assets.lib.evidence import STATE_SLICE, STATES, has_evidence, hide, states
 from nova_assets.lib.markers import rules_prediction
 from nova_assets.lib.model_input import ProductVectorizer, example_input
-from nova_assets.lib.models import TRUSTED_TYPES, fit_pipeline, predict
+from nova_assets.lib.models import TRUSTED_TYPES, fit_on_used_columns, fit_pipeline, predict
 from nova_assets.lib.reasons import explain
 from nova_assets.lib.registry import load_pipeline
 from nova_assets_tests.lib import synthetic
@@ -184,3 +186,35 @@ def test_every_candidate_survives_mlflow_logging_and_loading(kind, data, tmp_pat
     assert np.array_equal(
         loaded.named_steps["classifier"].thresholds_, pipeline.named_steps["classifier"].thresholds_
     )
+
+
+def test_a_fit_started_from_a_smaller_fit_gives_the_same_answers_in_fewer_steps(data):
+    train, (_, validation), _ = data
+    few = train.take(np.arange(1000))
+    first = fit_pipeline("evidence_logistic_regression", few, few.labels)
+    cold = fit_pipeline("evidence_logistic_regression", train, train.labels)
+    warm = fit_pipeline("evidence_logistic_regression", train, train.labels, start=first)
+    cold_experts = cold.named_steps["classifier"].experts_
+    warm_experts = warm.named_steps["classifier"].experts_
+    assert set(warm_experts) == set(cold_experts)
+    steps = {
+        name: sum(int(e.n_iter_[0]) for e in experts.values())
+        for name, experts in (("cold", cold_experts), ("warm", warm_experts))
+    }
+    assert steps["warm"] < steps["cold"], steps
+    agree = np.mean(predict(cold, validation).groups == predict(warm, validation).groups)
+    assert agree >= 0.98
+
+
+def test_unused_columns_get_zero_coefficients_and_a_start_over_other_groups_is_ignored():
+    rng = np.random.default_rng(0)
+    used = sparse.random(600, 30, density=0.2, format="csr", random_state=1)
+    X = sparse.hstack([used, sparse.csr_matrix((600, 10))], format="csr")  # 10 columns unused
+    y = rng.integers(1, 5, 600)
+    cold = fit_on_used_columns(LogisticRegression(max_iter=500), X, y)
+    assert cold.coef_.shape == (4, 40) and cold.n_features_in_ == 40
+    assert not cold.coef_[:, 30:].any() and cold.coef_[:, :30].any()
+    assert (cold.predict(X) == LogisticRegression(max_iter=500).fit(X, y).predict(X)).mean() > 0.97
+    two_groups = LogisticRegression().fit(X, np.where(y > 2, 4, 1))
+    started = fit_on_used_columns(LogisticRegression(max_iter=500), X, y, start=two_groups)
+    np.testing.assert_allclose(started.coef_, cold.coef_)

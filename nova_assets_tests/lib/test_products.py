@@ -200,6 +200,38 @@ def test_missing_required_columns_are_named_and_table_kept(con, tmp_path, sample
     assert con.execute("SELECT count(*) FROM dumps").fetchone()[0] == 1
 
 
+@pytest.mark.parametrize("damage", ["truncated", "bad-crc", "garbled"])
+def test_a_truncated_or_damaged_gzip_dump_is_refused_and_table_kept(
+    con, tmp_path, sample_lines, damage
+):
+    """A local dump is linked as it is, not inflated on the way in: `products` refuses a gzip
+    stream that ends early (DuckDB notices) or is damaged (DuckDB reads on; the check beside it
+    does not), before anything is replaced."""
+    ingest(con, tmp_path, sample_lines[:100], name="good.tsv")
+    body = bytearray(gzip.compress(("\n".join(sample_lines) + "\n").encode()))
+    if damage == "truncated":
+        body = body[: len(body) * 2 // 3]
+    elif damage == "bad-crc":
+        body[-6] ^= 0x01  # every row still reads; only the stream's CRC tells
+    else:
+        body[len(body) // 2 : len(body) // 2 + 64] = bytes(64)
+    bad = tmp_path / f"{damage}.tsv.gz"
+    bad.write_bytes(bytes(body))
+    dump = fetch_dump(str(bad), tmp_path / "raw")
+    with pytest.raises(DumpError, match="truncated" if damage == "truncated" else "damaged"):
+        ingest_products(con, dump)
+    assert con.execute("SELECT count(*) FROM products").fetchone()[0] == 99
+    assert con.execute("SELECT count(*) FROM dumps").fetchone()[0] == 1
+
+
+def test_a_dump_rewritten_since_its_fetch_is_refused_and_table_kept(con, tmp_path, sample_lines):
+    dump, _ = ingest(con, tmp_path, sample_lines[:100], name="good.tsv")
+    write_dump(tmp_path / "good.tsv", sample_lines[:100] + sample_lines[100:103])  # same inode
+    with pytest.raises(DumpError, match="changed since it was fetched"):
+        ingest_products(con, dump)
+    assert con.execute("SELECT count(*) FROM products").fetchone()[0] == 99
+
+
 def test_header_only_dump_is_refused_and_table_kept(con, tmp_path, sample_lines):
     ingest(con, tmp_path, sample_lines[:100], name="good.tsv")
     with pytest.raises(DumpError, match="no product rows"):

@@ -11,7 +11,7 @@ from nova_assets.defs.warehouse.assets import products
 from nova_assets.lib import builds
 from nova_assets.lib.drift_history import history, measured
 from nova_assets.lib.drift_report import Thresholds, breaches, drift_markdown, summary
-from nova_assets.lib.registry import MODEL_NAME, champion_version, load_pipeline
+from nova_assets.lib.registry import MODEL_NAME, champion_version
 
 
 class DriftConfig(dg.Config):
@@ -85,7 +85,7 @@ def nova_drift(
         if version is None:
             return None
         uri = f"models:/{MODEL_NAME}/{version.version}"
-        return dr.Champion(str(version.version), load_pipeline(mlflow_store.tracking_uri, uri))
+        return dr.Champion(str(version.version), mlflow_store.pipeline(uri))
 
     with warehouse.connect(publish=["nova_drift"]) as con:
         drift = dr.update_drift(con, min_count=config.min_count, champion=champion)

@@ -16,7 +16,6 @@ from nova_assets.lib.registry import (
     MODEL_NAME,
     champion_version,
     latest_version,
-    load_pipeline,
     takes_current_input,
 )
 from nova_assets.lib.report_files import exists
@@ -34,7 +33,7 @@ def _contenders(
     older code and cannot be scored: then the second value says so)."""
 
     def load(uri: str):
-        return load_pipeline(store.tracking_uri, uri)
+        return store.pipeline(uri)
 
     from nova_assets.lib.evaluate import Contender
 

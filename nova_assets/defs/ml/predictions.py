@@ -9,7 +9,7 @@ from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
 from nova_assets.lib import builds
 from nova_assets.lib.markdown import table
-from nova_assets.lib.registry import CHAMPION, MODEL_NAME, champion_version, load_pipeline
+from nova_assets.lib.registry import CHAMPION, MODEL_NAME, champion_version
 
 
 @dg.asset(
@@ -42,7 +42,7 @@ def nova_predictions(
         return unchanged(f"this dump's products already scored by champion v{champion.version}")
     # By version, not by alias: the rows must carry the version that really scored them, even
     # if someone moves the alias meanwhile.
-    pipeline = load_pipeline(mlflow_store.tracking_uri, f"models:/{MODEL_NAME}/{champion.version}")
+    pipeline = mlflow_store.pipeline(f"models:/{MODEL_NAME}/{champion.version}")
     with warehouse.connect(publish=["nova_predictions"]) as con:
         stats = write_predictions(con, pipeline, int(champion.version))
         builds.record(con, "nova_predictions", build)
