@@ -11,6 +11,7 @@ its calibration error and its coverage at the thresholds (on generated dumps, wh
 OFF's rules, these check the pipeline, not the model).
 
 Usage: python benchmarks/bench_pipeline.py [--rows 100000 300000 1000000] [--workdir DIR]
+       python benchmarks/bench_pipeline.py --rows 4500000 --dump off_4500000.tsv --no-reference
 """
 
 from __future__ import annotations
@@ -178,10 +179,10 @@ def slope(xs: list[float], ys: list[float]) -> float:
     )
 
 
-def measure(rows: int, workdir: Path, seed: int, reference: bool) -> dict:
+def measure(rows: int, workdir: Path, seed: int, reference: bool, dump: Path | None = None) -> dict:
     from benchmarks.generate_dump import generate_dump
 
-    dump = workdir / f"off_{rows}.tsv.gz"
+    dump = dump or workdir / f"off_{rows}.tsv.gz"
     if not dump.exists():
         generate_dump(rows, dump, seed=seed, gzip=True)
     data = workdir / f"data_{rows}"
@@ -287,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-reference", action="store_true", help="skip the classic pipeline")
+    parser.add_argument(
+        "--dump", type=Path, help="measure on this dump (of --rows rows) instead of generating one"
+    )
     parser.add_argument("--launch", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--reference", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -299,7 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="nova-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"workdir {workdir}; {os.cpu_count()} cores")
-    results = [measure(n, workdir, args.seed, not args.no_reference) for n in sorted(args.rows)]
+    if args.dump and len(args.rows) != 1:
+        parser.error("--dump takes the one --rows count of that dump")
+    results = [
+        measure(n, workdir, args.seed, not args.no_reference, args.dump) for n in sorted(args.rows)
+    ]
     report(results)
     return 0
 

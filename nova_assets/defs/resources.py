@@ -16,8 +16,9 @@ from pydantic import PrivateAttr
 from nova_assets.defs.operations.dead_runs import end_orphaned_mlflow_runs, reap_dead_runs
 from nova_assets.lib import builds, run_lock, serving
 from nova_assets.lib import warehouse as wh
-from nova_assets.lib.dump import Dump, ProgressCallback, fetch_dump, remove_partial_downloads
+from nova_assets.lib.dump import Dump, fetch_dump, remove_partial_downloads
 from nova_assets.lib.paths import DataPaths, data_paths, dump_source, layout
+from nova_assets.lib.progress import ProgressCallback
 from nova_assets.lib.registry import client_for, ensure_experiment, load_pipeline
 
 if TYPE_CHECKING:

@@ -1,6 +1,5 @@
 import gzip
 import hashlib
-import io
 import os
 import shutil
 import time
@@ -8,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nova_assets.lib.dump import Dump, fetch_dump, progress_reporter, remove_partial_downloads
+from nova_assets.lib.dump import Dump, fetch_dump, remove_partial_downloads
 from nova_assets.lib.dump_format import REQUIRED_COLUMNS, DumpError
 from nova_assets.lib.paths import SAMPLE_DUMP
 from nova_assets_tests.conftest import write_dump
@@ -169,17 +168,6 @@ def test_progress_of_unknown_size_and_local_copy_ends_at_the_size(tmp_path: Path
     fetch_dump(str(SAMPLE_DUMP), tmp_path / "raw", progress=lambda d, t: calls.append((d, t)))
     size = SAMPLE_DUMP.stat().st_size
     assert calls[0] == (0, size) and calls[-1] == (size, size)
-
-
-def test_progress_reporter_logs_every_5_percent_and_draws_a_bar():
-    lines: list[str] = []
-    bar = io.StringIO()
-    report = progress_reporter(lines.append, every_percent=5, bar=bar)
-    for done in range(0, 1001, 10):
-        report(done, 1000)
-    assert [int(line.split()[1]) for line in lines] == list(range(0, 101, 5))
-    assert bar.getvalue().endswith("\n") and "100 %" in bar.getvalue()
-    assert bar.getvalue().count("\n") == 1
 
 
 def test_keeps_the_newest_dumps_and_the_one_in_use(tmp_path: Path, server, body):

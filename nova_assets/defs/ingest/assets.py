@@ -6,9 +6,10 @@ from pathlib import Path
 import dagster as dg
 
 from nova_assets.defs.resources import DataDir, DumpSource
-from nova_assets.lib.dump import Dump, progress_reporter
+from nova_assets.lib.dump import Dump
 from nova_assets.lib.files import write_atomically
 from nova_assets.lib.paths import DataPaths
+from nova_assets.lib.progress import progress_reporter
 
 
 def _read_pointer(pointer: Path) -> Dump:
