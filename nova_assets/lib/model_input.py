@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from nova_assets.lib.features import EVIDENCE, FAMILIES, ProductMatrix, csr_from_pairs
@@ -32,15 +31,32 @@ EXPECTED = (
 )
 
 
-class BadModelInput(MlflowException, ValueError):
-    """A request the model cannot answer; the message says why.
-
-    An MlflowException so `mlflow models serve` answers 400, a ValueError so scikit-learn callers
-    catch it as the bad input it is.
+@cache
+def _bad_model_input() -> type[ValueError]:
+    """BadModelInput, made on first use: it derives from MLflow's exception, and importing MLflow
+    costs seconds that a process only fitting or scoring models (a trial's worker) never needs.
     """
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+    class BadModelInput(MlflowException, ValueError):
+        """A request the model cannot answer; the message says why.
+
+        An MlflowException so `mlflow models serve` answers 400, a ValueError so scikit-learn
+        callers catch it as the bad input it is.
+        """
+
+        def __init__(self, message: str) -> None:
+            super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    BadModelInput.__module__ = __name__
+    return BadModelInput
+
+
+def __getattr__(name: str) -> object:
+    if name == "BadModelInput":
+        return _bad_model_input()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _missing(value: object) -> bool:
@@ -59,12 +75,12 @@ def as_tags(value: object, *, row: int = 0, column: str = "tags") -> list[str]:
         items = list(value)
         wrong = [t for t in items if not isinstance(t, str)]
         if wrong:
-            raise BadModelInput(
+            raise _bad_model_input()(
                 f"row {row}, column {column}: tags must be strings, got {type(wrong[0]).__name__} "
                 f"{wrong[0]!r}; {EXPECTED}"
             )
         return [t for t in items if t]
-    raise BadModelInput(
+    raise _bad_model_input()(
         f"row {row}, column {column}: expected a list of tags, got {type(value).__name__} "
         f"{value!r}; {EXPECTED}"
     )
@@ -75,7 +91,7 @@ def as_name(value: object, *, row: int = 0) -> str:
     if _missing(value):
         return ""
     if not isinstance(value, str):
-        raise BadModelInput(
+        raise _bad_model_input()(
             f"row {row}, column {NAME_COLUMN}: expected text, got {type(value).__name__} "
             f"{value!r}; {EXPECTED}"
         )
@@ -88,7 +104,7 @@ def as_flag(value: object, *, row: int = 0) -> bool:
         return False
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    raise BadModelInput(
+    raise _bad_model_input()(
         f"row {row}, column {PARTIAL_COLUMN}: expected true or false, got "
         f"{type(value).__name__} {value!r}; {EXPECTED}"
     )
@@ -111,12 +127,14 @@ def read_products(X: object) -> RawProducts:
     """The products of `X`, or BadModelInput saying what is wrong: not a table, no product, a
     tag column missing, a cell of the wrong kind, a product with no tag and no name."""
     if not isinstance(X, pd.DataFrame):
-        raise BadModelInput(f"expected a table of products, got {type(X).__name__}; {EXPECTED}")
+        raise _bad_model_input()(
+            f"expected a table of products, got {type(X).__name__}; {EXPECTED}"
+        )
     if len(X) == 0:
-        raise BadModelInput(f"the request has no product: {EXPECTED}")
+        raise _bad_model_input()(f"the request has no product: {EXPECTED}")
     missing = [c for c in INPUT_COLUMNS if c not in X.columns]
     if missing:
-        raise BadModelInput(f"missing column(s) {', '.join(missing)}: {EXPECTED}")
+        raise _bad_model_input()(f"missing column(s) {', '.join(missing)}: {EXPECTED}")
     tags = {
         c: [as_tags(v, row=i, column=c) for i, v in enumerate(X[c].tolist())] for c in INPUT_COLUMNS
     }
@@ -133,7 +151,7 @@ def read_products(X: object) -> RawProducts:
     )
     empty = [i for i in range(n) if not names[i] and not any(tags[c][i] for c in INPUT_COLUMNS)]
     if empty:
-        raise BadModelInput(
+        raise _bad_model_input()(
             f"product(s) at row {_rows(empty)} have no tags and no name at all: nothing to "
             "predict from"
         )
