@@ -16,6 +16,7 @@ from pydantic import PrivateAttr
 from nova_assets.defs.operations.dead_runs import end_orphaned_mlflow_runs, reap_dead_runs
 from nova_assets.lib import builds, run_lock, serving
 from nova_assets.lib import warehouse as wh
+from nova_assets.lib.cluster import Cluster
 from nova_assets.lib.dump import Dump, fetch_dump, remove_partial_downloads
 from nova_assets.lib.paths import DataPaths, data_paths, dump_source, layout
 from nova_assets.lib.progress import ProgressCallback
@@ -247,6 +248,16 @@ class MlflowStore(RunLocked):
         return f"{self.ui_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
 
+class ModelCluster(dg.ConfigurableResource):
+    """Where `nova_model` fits its trials and experts: the Ray cluster at `ray_address`
+    (RAY_ADDRESS; each node must be able to import this package), or this machine's cores."""
+
+    ray_address: str = ""
+
+    def cluster(self) -> Cluster:
+        return Cluster(self.ray_address)
+
+
 def _setting(name: str, default: str, kind: type = str):
     """`dg.EnvVar(name)` when the variable is set (resolved in the run, and shown in the UI by
     its name, never its value: a URL may hold a token), else the default."""
@@ -276,6 +287,7 @@ def resources() -> dg.Definitions:
                 url_check_seconds=_setting("NOVA_URL_CHECK_SECONDS", "3600", int),
                 run_lock=lock,
             ),
+            "model_cluster": ModelCluster(ray_address=_setting("RAY_ADDRESS", "")),
             "mlflow_store": MlflowStore(
                 tracking_uri=_setting("MLFLOW_TRACKING_URI", paths.mlflow_tracking_uri),
                 artifact_location=str(paths.mlflow_artifacts),

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
@@ -28,6 +27,7 @@ from sklearn.pipeline import Pipeline
 
 from nova_assets.lib import calibration
 from nova_assets.lib.candidates import candidate
+from nova_assets.lib.cluster import LOCAL, Cluster
 from nova_assets.lib.evidence import (
     STATE_SLICE,
     STATES,
@@ -131,11 +131,13 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         y: np.ndarray,
         n_jobs: int = 1,
         start: NovaClassifier | None = None,
+        cluster: Cluster = LOCAL,
     ) -> NovaClassifier:
         """Fit the kind's classifier, or one expert per evidence state, `n_jobs` of them at a
         time in their own processes (at most that many masked copies in memory at once).
         `start`: the same kind fitted on fewer rows (a trial), whose logistic regressions the
-        solver starts from: the optimum is the same, it is only reached in fewer steps."""
+        solver starts from: the optimum is the same, it is only reached in fewer steps.
+        `cluster`: where the experts are fitted (a Ray cluster's tasks, or this machine's)."""
         spec = candidate(self.kind)
         self._setup(matrix.features)
         self.classes_ = np.array(GROUPS)
@@ -153,11 +155,13 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
                 for _, state, masked, masked_y in self._state_rows(matrix, y)
                 if len(np.unique(masked_y)) >= 2
             )
-            fitted = Parallel(n_jobs=max(n_jobs, 1), pre_dispatch="n_jobs")(
-                delayed(_fit_expert)(
-                    state, spec.build(**(self.params or {})), X, labels, _expert(start, state)
-                )
-                for state, X, labels in designs
+            fitted = cluster.map(
+                _fit_expert,
+                (
+                    (state, spec.build(**(self.params or {})), X, labels, _expert(start, state))
+                    for state, X, labels in designs
+                ),
+                max(n_jobs, 1),
             )
             self.experts_ = dict(fitted)
             if not self.experts_:
@@ -395,13 +399,16 @@ def fit_pipeline(
     y: np.ndarray,
     n_jobs: int = 1,
     start: Pipeline | None = None,
+    cluster: Cluster = LOCAL,
     **params,
 ) -> Pipeline:
     """Fit one of CANDIDATES on the ProductMatrix and wrap it with its vectorizer; `n_jobs`
     experts at a time, from `start`'s coefficients if given (see NovaClassifier.fit)."""
     candidate(kind)
     first = None if start is None else start.named_steps["classifier"]
-    classifier = NovaClassifier(kind, params).fit(matrix, y, n_jobs=n_jobs, start=first)
+    classifier = NovaClassifier(kind, params).fit(
+        matrix, y, n_jobs=n_jobs, start=first, cluster=cluster
+    )
     return Pipeline(
         [("products", ProductVectorizer(matrix.features).fit()), ("classifier", classifier)]
     )

@@ -75,7 +75,10 @@ def log_trial(trial: Trial) -> None:
     parent = mlflow.active_run()
     experiment_id = parent.info.experiment_id if parent else None
     with mlflow.start_run(
-        run_name=f"{trial.kind} {label}".strip(), nested=True, experiment_id=experiment_id
+        run_name=f"{trial.kind} {label}".strip(),
+        nested=True,
+        experiment_id=experiment_id,
+        tags={"ran_on": trial.ran_on},
     ):
         mlflow.log_params({"model": trial.kind, **trial.params, "train_rows": trial.train_rows})
         mlflow.log_metrics(

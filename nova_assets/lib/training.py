@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.pipeline import Pipeline
 
 from nova_assets.lib.calibration import GROUP_1_PRECISION, PRECISION_TARGET
 from nova_assets.lib.candidates import parameter_grid
+from nova_assets.lib.cluster import LOCAL, Cluster, where
 from nova_assets.lib.evaluate import slice_rows
 from nova_assets.lib.evidence import SLICES
 from nova_assets.lib.features import ProductMatrix
@@ -41,6 +41,8 @@ class Trial:
     fit_seconds: float
     train_rows: int
     validation_rows: int
+    ran_on: str = "local"
+    """`ray` when a Ray worker fitted it, `local` for this machine."""
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,12 @@ def _fit(
     calibration: Calibration,
     n_jobs: int = 1,
     start: Pipeline | None = None,
+    cluster: Cluster = LOCAL,
 ) -> tuple[Pipeline, float]:
     began = time.perf_counter()
-    pipeline = fit_pipeline(kind, fit_rows, fit_rows.labels, n_jobs=n_jobs, start=start, **params)
+    pipeline = fit_pipeline(
+        kind, fit_rows, fit_rows.labels, n_jobs=n_jobs, start=start, cluster=cluster, **params
+    )
     seconds = time.perf_counter() - began
     pipeline.named_steps["classifier"].calibrate(
         validation, validation.labels, calibration.target, calibration.group_1_precision
@@ -112,7 +117,9 @@ def _trial(
     """One setting fitted on `tuning`, calibrated and scored on `held_out`."""
     pipeline, seconds = _fit(kind, params, tuning, held_out, calibration)
     macro_f1, accuracy, per_slice = validation_scores(pipeline, held_out, weights)
-    trial = Trial(kind, params, macro_f1, accuracy, per_slice, seconds, len(tuning), len(held_out))
+    trial = Trial(
+        kind, params, macro_f1, accuracy, per_slice, seconds, len(tuning), len(held_out), where()
+    )
     return trial, pipeline
 
 
@@ -130,14 +137,16 @@ def train(
     on_trial: Callable[[Trial], None] | None = None,
     workers: int = 1,
     parallel_rows: int = PARALLEL_ROWS,
+    cluster: Cluster = LOCAL,
 ) -> Trained:
     """Fit every candidate (and the reference) setting on the rows outside `validation` (at
     most `tuning_rows` of them, a fixed random subset), calibrate and score it on `validation`
     (at most `validation_rows` of them), and keep the best candidate and the best reference,
     refitted on the non-validation rows (at most `fit_rows`, a larger random subset) when the
     trials saw fewer. `workers` processes fit the trials side by side (each fit uses one core),
-    then the refit's experts, once there are `parallel_rows` tuning rows; the trials, and so
-    the choice, are the same for any number."""
+    then the refit's experts, once there are `parallel_rows` tuning rows; on `cluster`, if it
+    names a Ray cluster, they run as its tasks instead. The trials, and so the choice, are the
+    same for any number of workers and either way."""
     fit_index = np.flatnonzero(~validation)
     validation_index = np.flatnonzero(validation)
     if len(validation_index) == 0 or len(np.unique(matrix.labels[fit_index])) < 2:
@@ -151,16 +160,18 @@ def train(
     capped = len(tuning_index) < len(fit_index)
     tuning = matrix.take(tuning_index)
     held_out = matrix.take(validation_index)
-    if len(tuning) < parallel_rows:
+    if len(tuning) < parallel_rows and not cluster.ray_address:
         workers = 1
     settings = [
         (kind, params)
         for kind in dict.fromkeys([*candidates, REFERENCE])
         for params in parameter_grid(kind, grids)
     ]
-    done = Parallel(n_jobs=min(max(workers, 1), len(settings)), return_as="generator")(
-        delayed(_trial)(kind, params, tuning, held_out, weights, calibration)
-        for kind, params in settings
+    done = cluster.map(
+        _trial,
+        [(kind, params, tuning, held_out, weights, calibration) for kind, params in settings],
+        min(max(workers, 1), len(settings)),
+        shared=(tuning, held_out),
     )
     trials: list[Trial] = []
     best: dict[str, tuple[Trial, Pipeline]] = {}
@@ -180,7 +191,7 @@ def train(
         # The chosen kind's experts share the workers, starting from the trial's solution;
         # the reference is one quick fit.
         model, refit_seconds = _fit(
-            chosen.kind, chosen.params, everything, held_out, calibration, workers, model
+            chosen.kind, chosen.params, everything, held_out, calibration, workers, model, cluster
         )
         reference, _ = _fit(REFERENCE, best[REFERENCE][0].params, everything, held_out, calibration)
     return Trained(

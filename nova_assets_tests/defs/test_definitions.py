@@ -166,7 +166,7 @@ def test_loading_the_definitions_imports_no_heavy_library(tmp_path):
 import json, sys
 from nova_assets.definitions import defs
 defs().resolve_asset_graph()
-print(json.dumps(sorted(m for m in ("sklearn", "mlflow", "skops", "pandas", "matplotlib")
+print(json.dumps(sorted(m for m in ("sklearn", "mlflow", "skops", "pandas", "matplotlib", "ray")
     if m in sys.modules)))
 """
     env = {**os.environ, "NOVA_DATA_DIR": str(tmp_path / "data")}

@@ -1,6 +1,5 @@
 """`nova_model`: the tracked, registered classifier."""
 
-import os
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -8,7 +7,7 @@ import dagster as dg
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.metadata import rounded, unchanged
 from nova_assets.defs.ml.features import feature_matrix, read_manifest
-from nova_assets.defs.resources import DataDir, MlflowStore
+from nova_assets.defs.resources import DataDir, MlflowStore, ModelCluster
 from nova_assets.lib.calibration import GROUP_1_PRECISION, PRECISION_TARGET
 from nova_assets.lib.registry import CHALLENGER, MODEL_NAME, version_trained_as
 from nova_assets.lib.split import validation_mask
@@ -49,7 +48,8 @@ class ModelConfig(dg.Config):
     """Iterations allowed to the logistic regressions' solver."""
     workers: int = 0
     """Processes fitting the trials (and the two refits) side by side, one core each; 0: one
-    per core of the machine. The choice is the same for any number."""
+    per core of the machine. The choice is the same for any number. With RAY_ADDRESS set, the
+    fits are tasks of that Ray cluster instead, as many at a time as it has cores."""
     precision_target: float = PRECISION_TARGET
     """An answer is `confident` when its probability clears its group's threshold, chosen on
     validation rows so that such answers are right this often."""
@@ -75,6 +75,7 @@ def nova_model(
     config: ModelConfig,
     mlflow_store: MlflowStore,
     data_dir: DataDir,
+    model_cluster: ModelCluster,
 ) -> dg.MaterializeResult:
     from nova_assets.lib.candidates import MODEL_KINDS
     from nova_assets.lib.features import ProductMatrix
@@ -101,7 +102,7 @@ def nova_model(
             model_version=same.version,
             model_uri=f"models:/{MODEL_NAME}/{same.version}",
         )
-    with mlflow_store.training_run(context) as run:
+    with mlflow_store.training_run(context) as run, model_cluster.cluster().session() as cluster:
         mlflow_params(config, grids, manifest, len(matrix))
         trained = train(
             config.candidates,
@@ -114,7 +115,8 @@ def nova_model(
             validation_rows=config.validation_rows,
             calibration=Calibration(config.precision_target, config.group_1_precision),
             on_trial=log_trial,
-            workers=config.workers or os.cpu_count() or 1,
+            workers=config.workers or cluster.cores(),
+            cluster=cluster,
         )
         registered = register(trained, manifest, matrix, context.run.run_id, fingerprint)
     chosen = trained.chosen
