@@ -231,6 +231,8 @@ def _take_local(source: str, raw_dir: Path, ticker: Ticker, say: Callable[[str],
         gzipped = not parquet and file.read(2) == GZIP_MAGIC
     suffix = ".parquet" if parquet else ".tsv.gz" if gzipped else ".tsv"
     target = raw_dir / f"off_products_{sha[:16]}{suffix}"
+    if target.exists() and target.stat().st_size != before.st_size:
+        target.unlink()  # a linked source rewritten in place since: those bytes are not this name's
     how = "already there" if target.exists() else _link_or_copy(path, target)
     if _identity(path.stat()) != _identity(before):
         if how != "already there":

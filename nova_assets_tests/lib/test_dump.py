@@ -64,6 +64,18 @@ def test_a_dump_rewritten_in_place_after_its_fetch_is_refused(tmp_path: Path, sa
         dump.check_on_disk()
 
 
+def test_a_name_whose_linked_bytes_were_rewritten_is_linked_again(tmp_path: Path, sample_lines):
+    first = write_dump(tmp_path / "a" / "dump.tsv", sample_lines[:20])
+    dump = fetch_dump(str(first), tmp_path / "raw")
+    first.write_bytes(first.read_bytes() + first.read_bytes()[-200:])  # in place: same inode
+    again = write_dump(tmp_path / "b" / "dump.tsv", sample_lines[:20])  # the first dump's bytes
+    said: list[str] = []
+    fetched = fetch_dump(str(again), tmp_path / "raw", log=said.append)
+    assert fetched.path == dump.path and "linked" in said[-1]
+    assert Path(fetched.path).read_bytes() == again.read_bytes()
+    fetched.check_on_disk()
+
+
 def test_plain_dump_keeps_a_tsv_name_and_same_dump_twice_is_one_file(tmp_path: Path, sample_lines):
     src = write_dump(tmp_path / "dump.tsv", sample_lines[:20])
     first = fetch_dump(str(src), tmp_path / "raw")
