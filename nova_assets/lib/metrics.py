@@ -14,7 +14,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-GROUPS = (1, 2, 3, 4)
+from nova_assets.lib.calibration import GROUPS
+
 CALIBRATION_BINS = 10
 
 
