@@ -3,7 +3,6 @@ store. Settings reach the code only through them, built once when the definition
 
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
-from pydantic import PrivateAttr
 
 from nova_assets.defs.operations.dead_runs import end_orphaned_mlflow_runs, reap_dead_runs
 from nova_assets.lib import builds, run_lock, serving
@@ -179,44 +177,15 @@ class MlflowStore(RunLocked):
     ui_url: str = "http://127.0.0.1:5000"
     dagster_ui_url: str = "http://127.0.0.1:3000"
 
-    _opening: threading.Thread | None = PrivateAttr(default=None)
-    _failure: list[BaseException] = PrivateAttr(default_factory=list)
-
     def client(self) -> "MlflowClient":
-        self._opened()
         return client_for(self.tracking_uri)
 
     def pipeline(self, model_uri: str) -> "Pipeline":
         """A logged model, loaded safely (registry.load_pipeline)."""
-        self._opened()
         return load_pipeline(self.tracking_uri, model_uri)
 
     def clear_after_dead_runs(self, instance: dg.DagsterInstance) -> None:
-        """In a thread: importing MLflow and opening (the first time, creating) its store take
-        seconds the first steps of a run, which read the dump, need not wait for. Whatever
-        uses the store waits for it."""
-
-        def clear() -> None:
-            try:
-                end_orphaned_mlflow_runs(instance, client_for(self.tracking_uri))
-            except BaseException as exc:  # raised again in the step that needs the store
-                self._failure.append(exc)
-
-        self._opening = threading.Thread(target=clear, name="mlflow-store", daemon=True)
-        self._opening.start()
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._opening is not None:
-            self._opening.join()
-        super().teardown_after_execution(context)
-
-    def _opened(self) -> None:
-        """Wait for the store to be open; its error, if opening it failed."""
-        if self._opening is not None:
-            self._opening.join()
-            self._opening = None
-        if self._failure:
-            raise self._failure.pop()
+        end_orphaned_mlflow_runs(instance, self.client())
 
     @contextmanager
     def training_run(self, context: dg.AssetExecutionContext) -> Iterator["mlflow.ActiveRun"]:
@@ -226,7 +195,6 @@ class MlflowStore(RunLocked):
         that fails before leaves no empty run."""
         import mlflow
 
-        self._opened()
         experiment_id = ensure_experiment(self.tracking_uri, Path(self.artifact_location))
         # Each model's requirements are given (tracking.MODEL_REQUIREMENTS), so what MLflow
         # says of this folder being a uv project applies to nothing we log.

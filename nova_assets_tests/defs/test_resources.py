@@ -3,11 +3,10 @@ import sys
 import time
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pytest
 
-from nova_assets.defs.resources import DumpSource, MlflowStore, Warehouse
+from nova_assets.defs.resources import DumpSource, Warehouse
 from nova_assets.lib.warehouse import WarehouseLockedError
 from nova_assets_tests.conftest import write_dump
 
@@ -76,16 +75,3 @@ def test_a_run_holding_the_lock_deletes_downloads_dead_runs_left(tmp_path, sampl
     dump = source.fetch(log=said.append)
     assert sorted(p.name for p in raw.iterdir()) == [Path(dump.path).name]
     assert any(".incoming-dead" in m for m in said)
-
-
-def test_the_mlflow_store_opens_beside_the_first_steps_and_its_failure_reaches_its_user(tmp_path):
-    instance = dg.DagsterInstance.ephemeral()
-    store = MlflowStore(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    store.clear_after_dead_runs(instance)
-    assert store.client().search_experiments() is not None  # waited for the store, then used it
-    assert (tmp_path / "mlflow.db").exists()
-    (tmp_path / "not-a-folder").write_text("")
-    broken = MlflowStore(tracking_uri=f"sqlite:///{tmp_path / 'not-a-folder' / 'mlflow.db'}")
-    broken.clear_after_dead_runs(instance)
-    with pytest.raises(Exception, match="not-a-folder|unable to open|Not a directory"):
-        broken.client()
