@@ -150,16 +150,11 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
                 estimator, self._design(matrix), y, _expert(start, ALL)
             )
         else:
-            designs = (
-                (state, self._design(masked), masked_y)
-                for _, state, masked, masked_y in self._state_rows(matrix, y)
-                if len(np.unique(masked_y)) >= 2
-            )
             fitted = cluster.map(
                 _fit_expert,
                 (
                     (state, spec.build(**(self.params or {})), X, labels, _expert(start, state))
-                    for state, X, labels in designs
+                    for state, X, labels in self._designs(matrix, y)
                 ),
                 max(n_jobs, 1),
             )
@@ -171,6 +166,18 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         self.thresholds_ = np.full((len(STATES), len(GROUPS)), calibration.PRECISION_TARGET)
         self.group_1_floor_ = np.zeros(len(STATES))
         return self
+
+    def _designs(
+        self, matrix: ProductMatrix, y: np.ndarray
+    ) -> Iterator[tuple[str, sparse.csr_matrix, np.ndarray]]:
+        """Per state with products of two groups or more: the design its expert fits, and the
+        labels; the masked rows are let go before the design leaves (it copies what it needs)."""
+        for _, state, rows, labels in self._state_rows(matrix, y):
+            if len(np.unique(labels)) < 2:
+                continue
+            design = self._design(rows)
+            del rows
+            yield state, design, labels
 
     def _state_rows(
         self, matrix: ProductMatrix, y: np.ndarray
