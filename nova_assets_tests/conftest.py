@@ -3,8 +3,11 @@
 import gzip
 import http.server
 import os
+import socket
+import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -98,3 +101,25 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_ready(
+    ready: Callable[[], object], process: subprocess.Popen, log: Path, seconds: float
+) -> None:
+    """Call `ready` until it returns without raising; if `process` exits or `seconds` pass
+    first, fail with the tail of the server's `log`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            ready()
+            return
+        except Exception:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(log.read_text()[-3000:]) from None
+            time.sleep(1)

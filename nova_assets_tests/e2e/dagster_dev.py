@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,12 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nova_assets.lib.paths import REPO_ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from nova_assets_tests.conftest import free_port
 
 
 class DagsterDev:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +20,7 @@ from nova_assets.lib.model_input import ProductVectorizer, example_input
 from nova_assets.lib.models import TRUSTED_TYPES, fit_pipeline
 from nova_assets.lib.registry import CHAMPION, MODEL_NAME, client_for
 from nova_assets.lib.tracking import SIGNATURE
-from nova_assets_tests.e2e.dagster_dev import free_port
+from nova_assets_tests.conftest import free_port, wait_until_ready
 from nova_assets_tests.lib import synthetic
 
 pytestmark = pytest.mark.slow
@@ -73,15 +72,12 @@ def server(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=5):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((root / "serve.log").read_text()[-3000:]) from None
-                time.sleep(1)
+        wait_until_ready(
+            lambda: urllib.request.urlopen(f"{url}/ping", timeout=5).close(),
+            process,
+            root / "serve.log",
+            120,
+        )
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)

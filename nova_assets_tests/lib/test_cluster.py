@@ -4,11 +4,9 @@ machine's processes: the same trials, the same chosen model, only run elsewhere.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +16,10 @@ from nova_assets.lib.cluster import LOCAL, Cluster, where
 from nova_assets.lib.models import predict
 from nova_assets.lib.split import validation_mask
 from nova_assets.lib.training import train
+from nova_assets_tests.conftest import free_port, wait_until_ready
 from nova_assets_tests.lib import synthetic
 
 WEIGHTS = {"as_is": 0.2, "no_ingredients": 0.5, "name_only": 0.3}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -58,17 +51,13 @@ def ray_address():
         start_new_session=True,
     )
     address = f"127.0.0.1:{port}"
+
+    def ready() -> None:
+        with Cluster(address).session() as cluster:
+            assert cluster.cores() == 2
+
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with Cluster(address).session() as cluster:
-                    assert cluster.cores() == 2
-                break
-            except Exception:
-                if head.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((Path(temp) / "head.log").read_text()[-3000:]) from None
-                time.sleep(1)
+        wait_until_ready(ready, head, Path(temp) / "head.log", 90)
         yield address
     finally:
         os.killpg(head.pid, signal.SIGTERM)
