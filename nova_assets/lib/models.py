@@ -15,8 +15,10 @@ group 1 and per-group thresholds on validation rows, so `predict_proba` is calib
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,15 +152,19 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
                 estimator, self._design(matrix), y, _expert(start, ALL)
             )
         else:
-            fitted = cluster.map(
-                _fit_expert,
-                (
-                    (state, spec.build(**(self.params or {})), X, labels, _expert(start, state))
-                    for state, X, labels in self._designs(matrix, y)
-                ),
-                max(n_jobs, 1),
-            )
-            self.experts_ = dict(fitted)
+            # Worker processes on this machine get each design from a file: joblib would keep
+            # every design it sent in this process until its expert comes back.
+            spill = n_jobs > 1 and not cluster.ray_address
+            with tempfile.TemporaryDirectory(prefix="nova-designs-") as folder:
+                fitted = cluster.map(
+                    _fit_expert,
+                    (
+                        (state, spec.build(**(self.params or {})), X, labels, _expert(start, state))
+                        for state, X, labels in self._designs(matrix, y, folder if spill else None)
+                    ),
+                    max(n_jobs, 1),
+                )
+                self.experts_ = dict(fitted)
             if not self.experts_:
                 raise ValueError("no evidence state has products of two groups to learn from")
         self.calibrators_: dict[str, Any] = {}
@@ -168,16 +174,22 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _designs(
-        self, matrix: ProductMatrix, y: np.ndarray
-    ) -> Iterator[tuple[str, sparse.csr_matrix, np.ndarray]]:
-        """Per state with products of two groups or more: the design its expert fits, and the
-        labels; the masked rows are let go before the design leaves (it copies what it needs)."""
+        self, matrix: ProductMatrix, y: np.ndarray, folder: str | None = None
+    ) -> Iterator[tuple[str, sparse.csr_matrix | str, np.ndarray]]:
+        """Per state with products of two groups or more: the design its expert fits (saved in
+        `folder` and given by its path, if a folder is given), and the labels. One state's rows
+        and design at a time: each is let go before the next is built."""
         for _, state, rows, labels in self._state_rows(matrix, y):
             if len(np.unique(labels)) < 2:
                 continue
             design = self._design(rows)
             del rows
+            if folder is not None:
+                path = str(Path(folder) / f"{state}.npz")
+                sparse.save_npz(path, design, compressed=False)
+                design = path
             yield state, design, labels
+            del design
 
     def _state_rows(
         self, matrix: ProductMatrix, y: np.ndarray
@@ -360,11 +372,13 @@ def _expert(fitted: NovaClassifier | None, state: str) -> BaseEstimator | None:
 def _fit_expert(
     state: str,
     estimator: BaseEstimator,
-    X: sparse.csr_matrix,
+    X: sparse.csr_matrix | str,
     y: np.ndarray,
     start: BaseEstimator | None = None,
 ) -> tuple[str, BaseEstimator]:
-    return state, fit_on_used_columns(estimator, X, y, start)
+    """One expert fitted on its design (or the design saved at that path)."""
+    design = sparse.load_npz(X).tocsr() if isinstance(X, str) else X
+    return state, fit_on_used_columns(estimator, design, y, start)
 
 
 def fit_on_used_columns(

@@ -74,6 +74,9 @@ def test_two_workers_try_the_same_trials_and_choose_the_same_model(matrix):
     mix_two, _, slices_two = validation_scores(two.model, held_out, NO_INGREDIENTS)
     mix_one, _, slices_one = validation_scores(one.model, held_out, NO_INGREDIENTS)
     assert mix_two == pytest.approx(mix_one) and slices_two == pytest.approx(slices_one)
+    experts_two = two.model.named_steps["classifier"].experts_  # designs sent through files
+    for state, expert in one.model.named_steps["classifier"].experts_.items():
+        np.testing.assert_array_equal(experts_two[state].coef_, expert.coef_)
 
 
 def test_the_weights_decide(matrix):
