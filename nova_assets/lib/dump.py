@@ -22,7 +22,7 @@ from pathlib import Path
 
 from nova_assets.lib import parquet_dump
 from nova_assets.lib.download import Sink, download, is_url, redact
-from nova_assets.lib.dump_format import GZIP_MAGIC, DumpError, check_is_dump
+from nova_assets.lib.dump_format import DumpError, check_is_dump, is_gzip
 from nova_assets.lib.progress import ProgressCallback, Ticker
 
 TEMP_PREFIX = ".incoming-"
@@ -227,8 +227,7 @@ def _take_local(source: str, raw_dir: Path, ticker: Ticker, say: Callable[[str],
     else:
         check_is_dump(str(path))
     sha = _sha256(path, before.st_size, ticker)
-    with path.open("rb") as file:
-        gzipped = not parquet and file.read(2) == GZIP_MAGIC
+    gzipped = not parquet and is_gzip(path)
     suffix = ".parquet" if parquet else ".tsv.gz" if gzipped else ".tsv"
     target = raw_dir / f"off_products_{sha[:16]}{suffix}"
     if target.exists() and target.stat().st_size != before.st_size:

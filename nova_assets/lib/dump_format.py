@@ -91,13 +91,17 @@ def check_gzip_file(path: str | Path, stop: threading.Event | None = None) -> No
         )
 
 
+def is_gzip(path: str | Path) -> bool:
+    """Whether the file starts like a gzip stream."""
+    with open(path, "rb") as file:
+        return file.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+
+
 def dump_header(path: str) -> list[str]:
     """The header's column names, read by us (no sniffing, so a long or odd line further down
     cannot make the dump unreadable)."""
     try:
-        with open(path, "rb") as raw:
-            gzipped = raw.read(2) == GZIP_MAGIC
-        with (gzip.open if gzipped else open)(path, "rb") as file:
+        with (gzip.open if is_gzip(path) else open)(path, "rb") as file:
             line = file.readline(HEADER_LIMIT)
     except gzip.BadGzipFile as exc:
         raise DumpError(f"dump {path} is not a valid gzip file") from exc
