@@ -136,7 +136,8 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         cluster: Cluster = LOCAL,
     ) -> NovaClassifier:
         """Fit the kind's classifier, or one expert per evidence state, `n_jobs` of them at a
-        time in their own processes (at most that many masked copies in memory at once).
+        time in their own processes (one state's masked rows and design in memory at a time:
+        the workers read theirs from files).
         `start`: the same kind fitted on fewer rows (a trial), whose logistic regressions the
         solver starts from: the optimum is the same, it is only reached in fewer steps.
         `cluster`: where the experts are fitted (a Ray cluster's tasks, or this machine's)."""
@@ -396,10 +397,11 @@ def fit_on_used_columns(
         return estimator.fit(X, y)
     used = np.flatnonzero(X.getnnz(axis=0))
     compress = 0 < len(used) < X.shape[1]
+    groups = np.unique(y)
     if (
         isinstance(start, LogisticRegression)
-        and start.coef_.shape == (len(np.unique(y)), X.shape[1])
-        and np.array_equal(start.classes_, np.unique(y))
+        and start.coef_.shape == (len(groups), X.shape[1])
+        and np.array_equal(start.classes_, groups)
     ):
         estimator.set_params(warm_start=True)
         estimator.coef_ = start.coef_[:, used] if compress else start.coef_.copy()

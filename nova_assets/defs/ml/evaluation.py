@@ -31,15 +31,14 @@ def _contenders(
 ) -> tuple[list["Contender"], str | None]:
     """The model, its reference and the champion (unless it is the model, or takes an input of
     older code and cannot be scored: then the second value says so)."""
-
-    def load(uri: str):
-        return store.pipeline(uri)
-
     from nova_assets.lib.evaluate import Contender
 
     def registered(key: str, v: "ModelVersion") -> Contender:
         return Contender(
-            key, f"{key} v{v.version}", load(f"models:/{MODEL_NAME}/{v.version}"), str(v.version)
+            key,
+            f"{key} v{v.version}",
+            store.pipeline(f"models:/{MODEL_NAME}/{v.version}"),
+            str(v.version),
         )
 
     contenders = [
@@ -47,7 +46,7 @@ def _contenders(
         Contender(
             "reference",
             "reference (ingredients + BernoulliNB)",
-            load(version.tags["reference_model_uri"]),
+            store.pipeline(version.tags["reference_model_uri"]),
         ),
     ]
     if champion is None or str(champion.version) == str(version.version):
