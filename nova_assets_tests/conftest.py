@@ -3,6 +3,7 @@
 import gzip
 import http.server
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -123,3 +124,43 @@ def wait_until_ready(
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(log.read_text()[-3000:]) from None
             time.sleep(1)
+
+
+@contextmanager
+def process_group(
+    command: list[str],
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    grace: float = 30.0,
+) -> Iterator[subprocess.Popen]:
+    """`command` started in a process group of its own, its output in `log`; the whole group
+    stopped at the end (stop_group)."""
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            stop_group(process, grace)
+
+
+def stop_group(process: subprocess.Popen, grace: float) -> None:
+    """SIGTERM to `process`'s group (only what it started), SIGKILL after `grace` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nova_assets.lib.paths import REPO_ROOT
-from nova_assets_tests.conftest import free_port
+from nova_assets_tests.conftest import free_port, stop_group
 
 
 class DagsterDev:
@@ -60,12 +59,7 @@ class DagsterDev:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            stop_group(self.process, grace=60)
         self.log.close()
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:

@@ -4,8 +4,6 @@ clear message for each kind of bad request."""
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -20,7 +18,7 @@ from nova_assets.lib.model_input import ProductVectorizer, example_input
 from nova_assets.lib.models import TRUSTED_TYPES, fit_pipeline
 from nova_assets.lib.registry import CHAMPION, MODEL_NAME, client_for
 from nova_assets.lib.tracking import SIGNATURE
-from nova_assets_tests.conftest import free_port, wait_until_ready
+from nova_assets_tests.conftest import free_port, process_group, wait_until_ready
 from nova_assets_tests.lib import synthetic
 
 pytestmark = pytest.mark.slow
@@ -50,28 +48,22 @@ def server(tmp_path_factory):
         )
     client_for(uri).set_registered_model_alias(MODEL_NAME, CHAMPION, info.registered_model_version)
     port = free_port()
-    log = (root / "serve.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "models",
-            "serve",
-            "-m",
-            f"models:/{MODEL_NAME}@{CHAMPION}",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "models",
+        "serve",
+        "-m",
+        f"models:/{MODEL_NAME}@{CHAMPION}",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}
     url = f"http://127.0.0.1:{port}"
-    try:
+    with process_group(command, root / "serve.log", env=env) as process:
         wait_until_ready(
             lambda: urllib.request.urlopen(f"{url}/ping", timeout=5).close(),
             process,
@@ -79,10 +71,6 @@ def server(tmp_path_factory):
             120,
         )
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
 
 
 def invoke(url: str, body: dict) -> tuple[int, dict]:

@@ -1,10 +1,7 @@
 """Model search on a real Ray cluster (a head node started here, on 127.0.0.1) against this
 machine's processes: the same trials, the same chosen model, only run elsewhere."""
 
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -16,7 +13,7 @@ from nova_assets.lib.cluster import LOCAL, Cluster, where
 from nova_assets.lib.models import predict
 from nova_assets.lib.split import validation_mask
 from nova_assets.lib.training import train
-from nova_assets_tests.conftest import free_port, wait_until_ready
+from nova_assets_tests.conftest import free_port, process_group, wait_until_ready
 from nova_assets_tests.lib import synthetic
 
 WEIGHTS = {"as_is": 0.2, "no_ingredients": 0.5, "name_only": 0.3}
@@ -27,51 +24,36 @@ def ray_address():
     """A Ray head with two cores, in its own process group, stopped by its PID's group. Token
     authentication is off for it and this process (RAY_AUTH_MODE), so a token another cluster
     left in ~/.ray cannot lock the test out: the head listens on 127.0.0.1 only."""
-    mode = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     port = free_port()
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
-    log = open(Path(temp) / "head.log", "w")  # noqa: SIM115 - closed at teardown
-    head = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("ray")),
-            "start",
-            "--head",
-            "--block",
-            f"--port={port}",
-            "--node-ip-address=127.0.0.1",
-            "--num-cpus=2",
-            "--object-store-memory=200000000",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-            f"--temp-dir={temp}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     address = f"127.0.0.1:{port}"
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
+    command = [
+        str(Path(sys.executable).with_name("ray")),
+        "start",
+        "--head",
+        "--block",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=2",
+        "--object-store-memory=200000000",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={temp}",
+    ]
 
     def ready() -> None:
         with Cluster(address).session() as cluster:
             assert cluster.cores() == 2
 
+    # Its raylet and GCS take their time to stop on SIGTERM: no need to wait for them here.
     try:
-        wait_until_ready(ready, head, Path(temp) / "head.log", 90)
-        yield address
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("RAY_AUTH_MODE", "disabled")
+            with process_group(command, temp / "head.log", grace=5) as head:
+                wait_until_ready(ready, head, temp / "head.log", 90)
+                yield address
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # its raylet and GCS take their time: no need here
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait(timeout=20)
-        log.close()
         shutil.rmtree(temp, ignore_errors=True)
-        if mode is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = mode
 
 
 def _call(i: int, shared: np.ndarray) -> tuple[int, float, str]:
