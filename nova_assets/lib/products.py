@@ -288,7 +288,8 @@ def ingest_products(
 def _gzip_checked_alongside(dump: Dump) -> Iterator[None]:
     """For a gzip dump, inflate it a second time in a thread while DuckDB reads it (DuckDB reads
     a gzip file on one core), so a damaged stream, which DuckDB reads on without a word, fails
-    the step before anything is replaced."""
+    the step before anything is replaced. Where DuckDB fails to read the file, the check says
+    whether the stream is truncated or damaged."""
     if not dump.gzipped:
         yield
         return
@@ -297,6 +298,9 @@ def _gzip_checked_alongside(dump: Dump) -> Iterator[None]:
         checked = pool.submit(check_gzip_file, dump.path, stop)
         try:
             yield
+        except duckdb.IOException:
+            checked.result()
+            raise
         except BaseException:
             stop.set()
             raise
@@ -310,17 +314,7 @@ def _stage(con: duckdb.DuckDBPyConnection, dump: Dump, columns: list[str] | dict
         con.execute("CREATE OR REPLACE TEMP TABLE staged_products AS " + sql)
         return 0
     source = read_csv_sql(dump.path, columns, rejects=True)
-    try:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE staged_products AS " + _staged_sql(source, columns)
-        )
-    except duckdb.IOException as exc:
-        if "GZIP" not in str(exc).upper():
-            raise
-        damage = "truncated" if "unexpected end" in str(exc).lower() else "damaged"
-        raise DumpError(
-            f"dump {dump.source} is a {damage} gzip file ({exc}): nothing was replaced"
-        ) from exc
+    con.execute("CREATE OR REPLACE TEMP TABLE staged_products AS " + _staged_sql(source, columns))
     con.execute(
         "INSERT INTO staged_products "
         + _staged_sql(invalid_utf8_sql(columns), columns, repaired=True)
