@@ -68,13 +68,16 @@ def wait_for(condition, seconds: float, what: str):
 
 
 def test_a_killed_run_is_marked_failed_its_slot_and_mlflow_run_freed(home, tmp_path):
-    worker = subprocess.Popen([sys.executable, "-c", WORKER], env=os.environ.copy())
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = client_for(tracking_uri)
     experiment = client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "a").as_uri())
-    try:
-        with dg.DagsterInstance.get() as instance:
-            storage = instance.event_log_storage
+    # The instance's sqlite tables are created before the worker opens the same home: two
+    # processes creating them at once race ("table job_ticks already exists").
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        instance.schedule_storage.all_instigator_state()
+        worker = subprocess.Popen([sys.executable, "-c", WORKER], env=os.environ.copy())
+        try:
             run_id = wait_for(
                 lambda: next(iter(storage.get_concurrency_run_ids()), None), 60, "the slot claim"
             )
@@ -92,10 +95,10 @@ def test_a_killed_run_is_marked_failed_its_slot_and_mlflow_run_freed(home, tmp_p
             started = time.monotonic()
             assert later.execute_in_process(instance=instance).success
             assert time.monotonic() - started < 30
-    finally:
-        worker.kill()
-        worker.wait()
-        mlflow.set_tracking_uri(None)
+        finally:
+            worker.kill()
+            worker.wait()
+            mlflow.set_tracking_uri(None)
 
 
 def test_the_sensor_reaps_without_a_run(home, data_dir):
