@@ -6,8 +6,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -164,3 +166,32 @@ def stop_group(process: subprocess.Popen, grace: float) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3-compatible server (moto's server mode) on 127.0.0.1, with test credentials in
+    this process's environment for pyarrow and boto3."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    credentials = {
+        "AWS_ACCESS_KEY_ID": "nova",
+        "AWS_SECRET_ACCESS_KEY": "nova-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    command = [
+        str(Path(sys.executable).with_name("moto_server")),
+        "-H",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    with (
+        pytest.MonkeyPatch.context() as env,
+        process_group(command, log, grace=5) as server,
+    ):
+        for name, value in credentials.items():
+            env.setenv(name, value)
+        endpoint = f"http://127.0.0.1:{port}"
+        wait_until_ready(lambda: urllib.request.urlopen(endpoint, timeout=2), server, log, 30)
+        yield endpoint

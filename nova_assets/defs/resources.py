@@ -16,6 +16,7 @@ from nova_assets.lib import builds, run_lock, serving
 from nova_assets.lib import warehouse as wh
 from nova_assets.lib.cluster import Cluster
 from nova_assets.lib.dump import Dump, fetch_dump, remove_partial_downloads
+from nova_assets.lib.object_store import ObjectStore
 from nova_assets.lib.paths import DataPaths, data_paths, dump_source, layout
 from nova_assets.lib.progress import ProgressCallback
 from nova_assets.lib.registry import client_for, ensure_experiment, load_pipeline
@@ -73,6 +74,18 @@ class DataDir(dg.ConfigurableResource):
         return layout(self.root, self.incoming_dir or None)
 
 
+class ObjectStoreResource(dg.ConfigurableResource):
+    """Where the team's copies of the dumps and published tables go (`NOVA_OBJECT_STORE`,
+    `s3://bucket/prefix`; `endpoint_url` AWS_ENDPOINT_URL for an S3-compatible server). Unset:
+    everything stays on local disk."""
+
+    url: str = ""
+    endpoint_url: str = ""
+
+    def store(self) -> ObjectStore | None:
+        return ObjectStore(self.url, self.endpoint_url) if self.url else None
+
+
 class Warehouse(RunLocked):
     """The DuckDB warehouse file. Connections close however a step ends, open read-only where
     a step only reads, and fail at once with a clear message if another process holds the file.
@@ -86,13 +99,15 @@ class Warehouse(RunLocked):
     serving_dir: str = ""
     memory_limit: str = "4GB"
     threads: int = 0
+    object_store: ObjectStoreResource = ObjectStoreResource()
 
     @contextmanager
     def connect(
         self, read_only: bool = False, publish: Sequence[str] = ()
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection; when the block ends without an error, `publish` tables are copied to
-        the served catalog from the same connection, so users never see a failed step's data.
+        the served catalog from the same connection, so users never see a failed step's data,
+        and then to the object store, if any.
         """
         if publish and read_only:
             raise ValueError("publish needs a read-write connection")
@@ -106,6 +121,8 @@ class Warehouse(RunLocked):
             yield con
             if publish:
                 serving.publish(con, publish, self.serving_path)
+                if store := self.object_store.store():
+                    store.publish(serving.read_manifest(self.serving_path)["tables"])
 
     def built_as(self, step: str) -> str | None:
         """The fingerprint `step` last built (lib/builds.py); None before its first build."""
@@ -238,8 +255,12 @@ def _setting(name: str, default: str, kind: type = str):
 def resources() -> dg.Definitions:
     paths = data_paths()
     lock = str(paths.run_lock)
+    object_store = ObjectStoreResource(
+        url=_setting("NOVA_OBJECT_STORE", ""), endpoint_url=_setting("AWS_ENDPOINT_URL", "")
+    )
     return dg.Definitions(
         resources={
+            "object_store": object_store,
             "data_dir": DataDir(
                 root=str(paths.root), incoming_dir=_setting("NOVA_INCOMING_DIR", "")
             ),
@@ -247,6 +268,7 @@ def resources() -> dg.Definitions:
                 path=str(paths.warehouse),
                 temp_directory=str(paths.duckdb_temp),
                 serving_dir=str(paths.serving),
+                object_store=object_store,
                 run_lock=lock,
             ),
             "dump_source": DumpSource(
