@@ -99,7 +99,7 @@ class Warehouse(RunLocked):
     serving_dir: str = ""
     memory_limit: str = "4GB"
     threads: int = 0
-    object_store: ObjectStoreResource = ObjectStoreResource()
+    object_store: ObjectStoreResource | None = None
 
     @contextmanager
     def connect(
@@ -121,7 +121,7 @@ class Warehouse(RunLocked):
             yield con
             if publish:
                 serving.publish(con, publish, self.serving_path)
-                if store := self.object_store.store():
+                if self.object_store and (store := self.object_store.store()):
                     store.publish(serving.read_manifest(self.serving_path)["tables"])
 
     def built_as(self, step: str) -> str | None:

@@ -16,6 +16,7 @@ by the next one.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 import pyarrow.fs as pafs
 
 MANIFEST = "manifest.json"
+CHUNK_BYTES = 8 << 20
 KEEP_SECONDS = 600.0
 
 
@@ -83,35 +85,35 @@ class ObjectStore:
         return info.size if info.type == pafs.FileType.File else None
 
     def put_file(self, local: Path, key: str) -> str:
-        """Upload `local` as `key` (in parts, on several threads) unless an object of its size
-        is there already; its URI. An interrupted upload leaves no object."""
+        """Upload `local`'s bytes as they are to `key` (in parts, sent in the background) unless
+        an object of its size is there already; its URI. An upload cut short may leave a
+        shorter object (pyarrow completes what it sent), which the next one replaces."""
         if self.size(key) != Path(local).stat().st_size:
-            self._call(
-                "upload",
-                key,
-                pafs.copy_files,
-                str(local),
-                self.path(key),
-                source_filesystem=pafs.LocalFileSystem(),
-                destination_filesystem=self.filesystem,
-                chunk_size=8 << 20,
-            )
+
+            def write() -> None:
+                with (
+                    open(local, "rb") as source,
+                    self.filesystem.open_output_stream(self.path(key), compression=None) as sink,
+                ):
+                    shutil.copyfileobj(source, sink, CHUNK_BYTES)
+
+            self._call("upload", key, write)
         return self.uri(key)
 
     def put_bytes(self, data: bytes, key: str) -> None:
         def write() -> None:
-            with self.filesystem.open_output_stream(self.path(key)) as stream:
+            with self.filesystem.open_output_stream(self.path(key), compression=None) as stream:
                 stream.write(data)
 
         self._call("write", key, write)
 
     def get_bytes(self, key: str) -> bytes | None:
-        """The object's bytes; None when there is none."""
+        """The object's bytes as stored (a `.gz` is not inflated); None when there is none."""
         if self.size(key) is None:
             return None
 
         def read() -> bytes:
-            with self.filesystem.open_input_stream(self.path(key)) as stream:
+            with self.filesystem.open_input_stream(self.path(key), compression=None) as stream:
                 return stream.read()
 
         return self._call("read", key, read)
