@@ -19,7 +19,7 @@ from nova_assets.lib.dump import Dump, fetch_dump, remove_partial_downloads
 from nova_assets.lib.object_store import ObjectStore
 from nova_assets.lib.paths import DataPaths, data_paths, dump_source, layout
 from nova_assets.lib.progress import ProgressCallback
-from nova_assets.lib.registry import client_for, ensure_experiment, load_pipeline
+from nova_assets.lib.registry import client_for, ensure_experiment, is_server, load_pipeline
 
 if TYPE_CHECKING:
     import mlflow
@@ -212,7 +212,8 @@ class MlflowStore(RunLocked):
         that fails before leaves no empty run."""
         import mlflow
 
-        experiment_id = ensure_experiment(self.tracking_uri, Path(self.artifact_location))
+        artifacts = None if is_server(self.tracking_uri) else Path(self.artifact_location)
+        experiment_id = ensure_experiment(self.tracking_uri, artifacts)
         # Each model's requirements are given (tracking.MODEL_REQUIREMENTS), so what MLflow
         # says of this folder being a uv project applies to nothing we log.
         logging.getLogger("mlflow.utils.uv_utils").setLevel(logging.WARNING)
@@ -281,6 +282,8 @@ def resources() -> dg.Definitions:
             "mlflow_store": MlflowStore(
                 tracking_uri=_setting("MLFLOW_TRACKING_URI", paths.mlflow_tracking_uri),
                 artifact_location=str(paths.mlflow_artifacts),
+                ui_url=_setting("NOVA_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+                dagster_ui_url=_setting("NOVA_DAGSTER_UI_URL", "http://127.0.0.1:3000"),
                 run_lock=lock,
             ),
         }

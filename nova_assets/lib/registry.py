@@ -49,20 +49,27 @@ MODEL_DESCRIPTION = (
 )
 
 
-def ensure_experiment(tracking_uri: str, artifact_root: Path, name: str = EXPERIMENT) -> str:
-    """The experiment, created with its artifacts under the data dir (MLflow's default is
-    ./mlruns), its kind and its description."""
+def ensure_experiment(tracking_uri: str, artifact_root: Path | None, name: str = EXPERIMENT) -> str:
+    """The experiment, created with its kind, its description and its artifacts under
+    `artifact_root` (MLflow's default is ./mlruns); None leaves them where the tracking server
+    keeps them (its proxied object store)."""
     client = client_for(tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        artifact_root.mkdir(parents=True, exist_ok=True)
-        return client.create_experiment(
-            name, artifact_location=artifact_root.resolve().as_uri(), tags=EXPERIMENT_TAGS
-        )
+        location = None
+        if artifact_root is not None:
+            artifact_root.mkdir(parents=True, exist_ok=True)
+            location = artifact_root.resolve().as_uri()
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
     for key, value in EXPERIMENT_TAGS.items():
         if experiment.tags.get(key) != value:
             client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
+
+
+def is_server(tracking_uri: str) -> bool:
+    """Whether the store is an MLflow tracking server, which decides where artifacts go."""
+    return tracking_uri.startswith(("http://", "https://"))
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
