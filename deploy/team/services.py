@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 EMBEDDED_INSTANCE = REPO / "data" / "dagster_home" / "dagster.yaml"
 SERVICES = ("postgres", "s3", "ray", "code_server", "mlflow", "daemon", "webserver")
+"""In the order they start; `down` stops them in the reverse order."""
 PORTS = {"webserver": 0, "mlflow": 1, "postgres": 2, "s3": 3, "code_server": 4, "ray": 5}
 RAY_CLIENT_PORT = 6
 RAY_DASHBOARD_PORT = 7
@@ -423,11 +424,14 @@ def up(profile: Profile) -> dict[str, float]:
         forget_lost_state(profile)
         init_postgres(profile)
         write_settings(profile)
-        bring("postgres", "s3", "ray", "code_server")
+        bring("postgres", "s3", "ray")
         create_databases(profile)
         create_bucket(profile)
         create_dagster_storage(profile)
-        bring("mlflow", "daemon", "webserver")
+        # The code server opens the instance as it loads the definitions, and keeps the error
+        # if the database is not there yet.
+        bring("code_server", "mlflow")
+        bring("daemon", "webserver")
     except BaseException:
         for service in reversed(started):
             stop(profile, service)

@@ -119,9 +119,20 @@ class ObjectStore:
         return self._call("read", key, read)
 
     def read_manifest(self) -> dict[str, Any]:
-        """The published tables: `tables` maps table -> {key, rows, published_at}."""
-        raw = self.get_bytes(MANIFEST)
-        manifest = json.loads(raw) if raw else {}
+        """The published tables: `tables` maps table -> {key, rows, published_at}.
+
+        pyarrow reads an object as its size, then ranges of it: a manifest replaced between
+        the two reads comes back cut at the old size, which no JSON parser accepts; it is then
+        read again."""
+        for attempt in range(5):
+            raw = self.get_bytes(MANIFEST)
+            try:
+                manifest = json.loads(raw) if raw else {}
+                break
+            except json.JSONDecodeError:
+                if attempt == 4:
+                    raise ObjectStoreError(f"{self.uri(MANIFEST)} is not JSON") from None
+                time.sleep(0.1)
         manifest.setdefault("tables", {})
         manifest.setdefault("retired", {})
         return manifest

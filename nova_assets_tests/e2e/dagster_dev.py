@@ -19,7 +19,85 @@ from nova_assets.lib.paths import REPO_ROOT
 from nova_assets_tests.conftest import free_port, stop_group
 
 
-class DagsterDev:
+class DagsterUI:
+    """A Dagster webserver at `url`, driven as the UI drives it (GraphQL); `log` is the file
+    quoted when a wait times out."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.url = url
+        self.log_path = log
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/graphql", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+        if answer.get("errors"):
+            raise RuntimeError(answer["errors"])
+        return answer["data"]
+
+    def location_loaded(self) -> bool:
+        try:
+            data = self.graphql(
+                "{ workspaceOrError { ... on Workspace { locationEntries { name "
+                "locationOrLoadError { __typename } } } } }"
+            )
+        except OSError:
+            return False
+        entries = data["workspaceOrError"]["locationEntries"]
+        return (
+            bool(entries)
+            and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+        )
+
+    def runs(self) -> list[dict]:
+        data = self.graphql(
+            "{ runsOrError { ... on Runs { results { runId status tags { key value } "
+            "assetSelection { path } } } } }"
+        )
+        return data["runsOrError"]["results"]
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(1)
+        raise TimeoutError(f"waited {timeout:.0f} s for {what}; log tail:\n{self.tail()}")
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def launch(self, assets: list[str]) -> str:
+        """Launch a run of `assets` the way the UI's Materialize button does; its run id."""
+        location = self.graphql(
+            "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
+        )
+        name = location["workspaceOrError"]["locationEntries"][0]["name"]
+        data = self.graphql(
+            """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+            {
+                "params": {
+                    "selector": {
+                        "repositoryLocationName": name,
+                        "repositoryName": "__repository__",
+                        "jobName": "__ASSET_JOB",
+                        "assetSelection": [{"path": [a]} for a in assets],
+                        "assetCheckSelection": [],
+                    },
+                    "mode": "default",
+                }
+            },
+        )["launchRun"]
+        if data["__typename"] != "LaunchRunSuccess":
+            raise RuntimeError(f"launch failed: {data}")
+        return data["run"]["runId"]
+
+
+class DagsterDev(DagsterUI):
     def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
         self.root = root
         self.home = root / "dagster_home"
@@ -28,8 +106,8 @@ class DagsterDev:
             REPO_ROOT / "data" / "dagster_home" / "dagster.yaml", self.home / "dagster.yaml"
         )
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (root / "dagster_dev.log").open("w")
+        super().__init__(f"http://127.0.0.1:{self.port}", root / "dagster_dev.log")
+        self.log = self.log_path.open("w")
         inherited = {
             k: v
             for k, v in os.environ.items()
@@ -62,51 +140,14 @@ class DagsterDev:
             stop_group(self.process, grace=60)
         self.log.close()
 
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/graphql", body, {"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            answer = json.load(response)
-        if answer.get("errors"):
-            raise RuntimeError(answer["errors"])
-        return answer["data"]
-
     def _ready(self) -> bool:
         if self.process.poll() is not None:
             raise RuntimeError(f"dg dev exited: {self.tail()}")
-        try:
-            data = self.graphql(
-                "{ workspaceOrError { ... on Workspace { locationEntries { name "
-                "locationOrLoadError { __typename } } } } }"
-            )
-        except OSError:
-            return False
-        entries = data["workspaceOrError"]["locationEntries"]
-        return (
-            bool(entries)
-            and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
-        )
-
-    def runs(self) -> list[dict]:
-        data = self.graphql(
-            "{ runsOrError { ... on Runs { results { runId status tags { key value } "
-            "assetSelection { path } } } } }"
-        )
-        return data["runsOrError"]["results"]
-
-    def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(1)
-        raise TimeoutError(f"waited {timeout:.0f} s for {what}; log tail:\n{self.tail()}")
+        return self.location_loaded()
 
     def tail(self, chars: int = 4000) -> str:
         self.log.flush()
-        return (self.root / "dagster_dev.log").read_text(errors="replace")[-chars:]
+        return super().tail(chars)
 
     def warnings(self) -> list[str]:
         """Python warnings printed by dg dev and what it started (none should reach a user)."""
@@ -114,28 +155,11 @@ class DagsterDev:
         text = (self.root / "dagster_dev.log").read_text(errors="replace")
         return [line for line in text.splitlines() if re.search(r"\w+Warning: ", line)]
 
-    def launch(self, assets: list[str]) -> str:
-        """Launch a run of `assets` the way the UI's Materialize button does; its run id."""
-        location = self.graphql(
-            "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
-        )
-        name = location["workspaceOrError"]["locationEntries"][0]["name"]
-        data = self.graphql(
-            """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
-                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-            {
-                "params": {
-                    "selector": {
-                        "repositoryLocationName": name,
-                        "repositoryName": "__repository__",
-                        "jobName": "__ASSET_JOB",
-                        "assetSelection": [{"path": [a]} for a in assets],
-                        "assetCheckSelection": [],
-                    },
-                    "mode": "default",
-                }
-            },
-        )["launchRun"]
-        if data["__typename"] != "LaunchRunSuccess":
-            raise RuntimeError(f"launch failed: {data}")
-        return data["run"]["runId"]
+
+def settled(dev: DagsterUI, predictions_runs: int) -> bool:
+    """All runs finished, and `predictions_runs` of them refreshed nova_predictions."""
+    runs = dev.runs()
+    if any(r["status"] in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED") for r in runs):
+        return False
+    refreshed = [r for r in runs if {"path": ["nova_predictions"]} in (r["assetSelection"] or [])]
+    return len(refreshed) >= predictions_runs

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from nova_assets.lib.paths import REPO_ROOT
 from nova_assets.lib.registry import MODEL_NAME
-from nova_assets_tests.e2e.dagster_dev import DagsterDev
+from nova_assets_tests.e2e.dagster_dev import DagsterDev, settled
 
 sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.generate_dump import generate_dump  # noqa: E402
@@ -35,15 +35,6 @@ def model_versions(root: Path) -> list[int]:
     uri = f"sqlite:///{root / 'data' / 'mlflow' / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     return sorted(int(v.version) for v in client.search_model_versions(f"name = '{MODEL_NAME}'"))
-
-
-def settled(dev: DagsterDev, predictions_runs: int) -> bool:
-    """All runs finished, and `predictions_runs` of them refreshed nova_predictions."""
-    runs = dev.runs()
-    if any(r["status"] in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED") for r in runs):
-        return False
-    refreshed = [r for r in runs if {"path": ["nova_predictions"]} in (r["assetSelection"] or [])]
-    return len(refreshed) >= predictions_runs
 
 
 class Reader(threading.Thread):

@@ -2,6 +2,7 @@
 reader on another machine sees while publishes go on, and what a broken store says."""
 
 import json
+import threading
 import uuid
 from pathlib import Path
 
@@ -105,3 +106,27 @@ def test_the_command_prints_a_query(store, tmp_path, capsys):
     assert "nova_group" in out and "4" in out
     manifest = json.loads(store.get_bytes("manifest.json"))
     assert Path(manifest["tables"]["nova_predictions"]["key"]).suffix == ".parquet"
+
+
+def test_a_manifest_replaced_while_it_is_read_is_read_whole(store):
+    """Publishes replace the manifest while readers read it: each read gets one manifest whole."""
+    short = {"tables": {"a": {"key": "tables/a.parquet", "rows": 1, "published_at": "t"}}}
+    long = {"tables": {f"t{i}": {**short["tables"]["a"], "rows": i} for i in range(40)}}
+    versions = [json.dumps(m).encode() for m in (short, long)]
+    store.put_bytes(versions[0], "manifest.json")
+    done = threading.Event()
+
+    def publishes() -> None:
+        i = 0
+        while not done.is_set():
+            i += 1
+            store.put_bytes(versions[i % 2], "manifest.json")
+
+    writer = threading.Thread(target=publishes, daemon=True)
+    writer.start()
+    try:
+        seen = {len(store.read_manifest()["tables"]) for _ in range(150)}
+    finally:
+        done.set()
+        writer.join(10)
+    assert seen <= {1, 40} and seen
