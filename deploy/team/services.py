@@ -37,6 +37,8 @@ from pathlib import Path
 
 import yaml
 
+from nova_assets.lib.object_store import ObjectStore
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 EMBEDDED_INSTANCE = REPO / "data" / "dagster_home" / "dagster.yaml"
@@ -396,9 +398,6 @@ def create_dagster_storage(profile: Profile) -> None:
 
 
 def create_bucket(profile: Profile) -> None:
-    sys.path.insert(0, str(REPO))
-    from nova_assets.lib.object_store import ObjectStore
-
     ObjectStore(f"s3://{BUCKET}/platform", profile.url("s3")).create_bucket()
 
 
@@ -447,6 +446,19 @@ def status(profile: Profile) -> list[tuple[str, int | None, float]]:
         pid = read_pid(profile, service) if running(profile, service) else None
         rows.append((service, pid, sum(rss for _, rss in session_members(pid or 0)) / 2**20))
     return rows
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports nothing listens on (for tests and benchmarks)."""
+    for first in range(23000, 60000, 97):
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise ProfileError("no free ports")
 
 
 def load_profile(root: Path, ports_from: int | None, ray_cpus: int = 0) -> Profile:

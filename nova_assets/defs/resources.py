@@ -74,19 +74,23 @@ class DataDir(dg.ConfigurableResource):
         return layout(self.root, self.incoming_dir or None)
 
 
-class ObjectStoreResource(dg.ConfigurableResource):
-    """Where the team's copies of the dumps and published tables go (`NOVA_OBJECT_STORE`,
-    `s3://bucket/prefix`; `endpoint_url` AWS_ENDPOINT_URL for an S3-compatible server). Unset:
-    everything stays on local disk."""
+class ObjectStoreCopies(dg.ConfigurableResource):
+    """Where a resource copies what it writes for readers on other machines: the object store
+    `object_store` (NOVA_OBJECT_STORE, `s3://bucket/prefix`) at `object_store_endpoint`
+    (AWS_ENDPOINT_URL, for an S3-compatible server). Unset: everything stays on local disk."""
 
-    url: str = ""
-    endpoint_url: str = ""
+    object_store: str = ""
+    object_store_endpoint: str = ""
 
-    def store(self) -> ObjectStore | None:
-        return ObjectStore(self.url, self.endpoint_url) if self.url else None
+    def copies(self) -> ObjectStore | None:
+        return (
+            ObjectStore(self.object_store, self.object_store_endpoint)
+            if self.object_store
+            else None
+        )
 
 
-class Warehouse(RunLocked):
+class Warehouse(RunLocked, ObjectStoreCopies):
     """The DuckDB warehouse file. Connections close however a step ends, open read-only where
     a step only reads, and fail at once with a clear message if another process holds the file.
 
@@ -99,7 +103,6 @@ class Warehouse(RunLocked):
     serving_dir: str = ""
     memory_limit: str = "4GB"
     threads: int = 0
-    object_store: ObjectStoreResource | None = None
 
     @contextmanager
     def connect(
@@ -121,7 +124,7 @@ class Warehouse(RunLocked):
             yield con
             if publish:
                 serving.publish(con, publish, self.serving_path)
-                if self.object_store and (store := self.object_store.store()):
+                if store := self.copies():
                     store.publish(serving.read_manifest(self.serving_path)["tables"])
 
     def built_as(self, step: str) -> str | None:
@@ -136,7 +139,7 @@ class Warehouse(RunLocked):
         return Path(self.serving_dir) if self.serving_dir else Path(self.path).parent / "serving"
 
 
-class DumpSource(RunLocked):
+class DumpSource(RunLocked, ObjectStoreCopies):
     """Where the dump comes from (`NOVA_DUMP_URL`: http(s) URL or local path) and goes to.
 
     `keep`: dumps kept in raw_dir (the newest, plus the one in use). `attempts`: failed requests
@@ -183,6 +186,14 @@ class DumpSource(RunLocked):
             deadline=self.deadline,
             keep=self.keep,
         )
+
+    def archive(self, dump: Dump) -> str:
+        """Copy `dump` to the object store's `raw/` (once: an object of its size is kept); its
+        URI there, or "" without an object store."""
+        store = self.copies()
+        if store is None:
+            return ""
+        return store.put_file(Path(dump.path), f"raw/{Path(dump.path).name}")
 
 
 class MlflowStore(RunLocked):
@@ -256,12 +267,12 @@ def _setting(name: str, default: str, kind: type = str):
 def resources() -> dg.Definitions:
     paths = data_paths()
     lock = str(paths.run_lock)
-    object_store = ObjectStoreResource(
-        url=_setting("NOVA_OBJECT_STORE", ""), endpoint_url=_setting("AWS_ENDPOINT_URL", "")
-    )
+    copies = {
+        "object_store": _setting("NOVA_OBJECT_STORE", ""),
+        "object_store_endpoint": _setting("AWS_ENDPOINT_URL", ""),
+    }
     return dg.Definitions(
         resources={
-            "object_store": object_store,
             "data_dir": DataDir(
                 root=str(paths.root), incoming_dir=_setting("NOVA_INCOMING_DIR", "")
             ),
@@ -269,14 +280,15 @@ def resources() -> dg.Definitions:
                 path=str(paths.warehouse),
                 temp_directory=str(paths.duckdb_temp),
                 serving_dir=str(paths.serving),
-                object_store=object_store,
                 run_lock=lock,
+                **copies,
             ),
             "dump_source": DumpSource(
                 url=_setting("NOVA_DUMP_URL", dump_source()),
                 raw_dir=str(paths.raw),
                 url_check_seconds=_setting("NOVA_URL_CHECK_SECONDS", "3600", int),
                 run_lock=lock,
+                **copies,
             ),
             "model_cluster": ModelCluster(ray_address=_setting("RAY_ADDRESS", "")),
             "mlflow_store": MlflowStore(

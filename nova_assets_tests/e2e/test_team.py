@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,24 +29,12 @@ from nova_assets_tests.e2e.dagster_dev import DagsterUI, settled
 
 sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.generate_dump import generate_dump  # noqa: E402
+from deploy.team.services import free_ports  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 TEAM = REPO_ROOT / "deploy" / "team"
 OWN_SETTINGS = ("MLFLOW_", "NOVA_", "DAGSTER_", "RAY_", "AWS_")
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive ports nothing listens on."""
-    for first in range(23000, 60000, 97):
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError("no free ports")
 
 
 @dataclass

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from nova_assets.defs.resources import DataDir, DumpSource, ObjectStoreResource
+from nova_assets.defs.resources import DataDir, DumpSource
 from nova_assets.lib.dump import Dump
 from nova_assets.lib.files import write_atomically
 from nova_assets.lib.paths import DataPaths
@@ -54,15 +54,14 @@ class OffDumpConfig(dg.Config):
     group_name="ingest",
     kinds={"file"},
     description="The raw Open Food Facts products dump (TSV, plain or gzip) from NOVA_DUMP_URL, "
-    "stored under data/raw/ by sha256 (and copied to NOVA_OBJECT_STORE's raw/, if set). Its data version is that sha256. It becomes the current "
-    "dump only once products accepts it.",
+    "stored under data/raw/ by sha256 (and copied to NOVA_OBJECT_STORE's raw/, if set). Its "
+    "data version is that sha256. It becomes the current dump only once products accepts it.",
 )
 def off_dump(
     context: dg.AssetExecutionContext,
     config: OffDumpConfig,
     dump_source: DumpSource,
     data_dir: DataDir,
-    object_store: ObjectStoreResource,
 ) -> dg.MaterializeResult:
     paths = data_dir.paths
     previous = previous_dump(paths)
@@ -77,8 +76,7 @@ def off_dump(
         source=config.source or None,
     )
     unchanged = dump is previous
-    store = object_store.store()
-    archived = store.put_file(Path(dump.path), f"raw/{Path(dump.path).name}") if store else ""
+    archived = dump_source.archive(dump)
     write_atomically(paths.fetched_dump, dump.to_json())
     context.log.info(
         f"dump {dump.sha256[:12]} ({dump.bytes:,} bytes) from {dump.source} at {dump.path}"
