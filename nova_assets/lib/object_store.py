@@ -122,14 +122,14 @@ class ObjectStore:
         """The published tables: `tables` maps table -> {key, rows, published_at}.
 
         pyarrow reads an object as its size, then ranges of it: a manifest replaced between
-        the two reads comes back cut at the old size, which no JSON parser accepts; it is then
-        read again."""
+        the two reads can come back cut at the old size or, from some servers, mixed, which no
+        JSON parser accepts; it is then read again."""
         for attempt in range(5):
             raw = self.get_bytes(MANIFEST)
             try:
                 manifest = json.loads(raw) if raw else {}
                 break
-            except json.JSONDecodeError:
+            except ValueError:  # not UTF-8, or not JSON
                 if attempt == 4:
                     raise ObjectStoreError(f"{self.uri(MANIFEST)} is not JSON") from None
                 time.sleep(0.1)
