@@ -27,7 +27,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.bench_pipeline import ASSETS, child  # noqa: E402
-from deploy.team import services  # noqa: E402
+from deploy.team import services, settings  # noqa: E402
 
 OWN_SETTINGS = ("MLFLOW_", "NOVA_", "DAGSTER_", "RAY_", "AWS_")
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
         dump = workdir / f"off_{args.rows}.tsv.gz"
         generate_dump(args.rows, dump, seed=0, gzip=True)
-    profile = services.Profile(workdir / "team", services.free_ports(8), args.ray_cpus)
+    profile = settings.Profile(workdir / "team", settings.free_ports(8), args.ray_cpus)
     try:
         embedded = launch(
             {"NOVA_DATA_DIR": str(workdir / "embedded"), "NOVA_DUMP_URL": str(dump)}, "embedded"
@@ -72,13 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         team = launch({**profile.env(), "NOVA_DUMP_URL": str(dump)}, "team")
         after_run = {service: mib for service, _, mib in services.status(profile)}
     finally:
-        for service in reversed(services.SERVICES):
+        for service in reversed(settings.SERVICES):
             services.stop(profile, service)
         shutil.rmtree(profile.ray_temp, ignore_errors=True)
 
     print(f"\nteam profile up in {up_seconds:.1f} s (2 cores); memory per service:")
     print(f"{'service':<12} {'ready after':>12} {'at rest':>10} {'after a run':>12}")
-    for service in services.SERVICES:
+    for service in settings.SERVICES:
         print(
             f"{service:<12} {ready_after.get(service, 0):10.1f} s {at_rest[service]:6.0f} MiB "
             f"{after_run[service]:8.0f} MiB"

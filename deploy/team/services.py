@@ -1,6 +1,5 @@
 """The team profile on one machine: every service on 127.0.0.1, each with its data under one
-folder, started and stopped by PID. The same settings point the same code at managed services
-elsewhere (docs/deploy.md).
+folder, started and stopped by PID (what each service is, and its settings: settings.py).
 
     python deploy/team/services.py up [--dir DIR] [--ports-from N] [--ray-cpus N]
     python deploy/team/services.py down|status [--dir DIR]
@@ -12,17 +11,14 @@ node for model search), code_server (Dagster's gRPC server for nova_assets; runs
 from it), mlflow (tracking server: Postgres backend, artifacts proxied to s3), daemon and
 webserver (Dagster's, both reading the workspace that points at the code server).
 
-`up` writes `<dir>/env.sh`, which `deploy/team/env` sources: after it, `dg launch`, `dg dev`,
-`mlflow`, `nova_assets.predict` and `nova_assets.published` use these services.
+`up` writes `<dir>/env.sh`, which `deploy/team/env` sources: after it, `dg launch`, `mlflow`,
+`nova_assets.predict` and `nova_assets.published` use these services.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import os
-import shlex
 import shutil
 import signal
 import socket
@@ -32,97 +28,27 @@ import time
 import urllib.request
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+if not __package__:  # run as a script: the repository's root is where `deploy` is found
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from nova_assets.lib.object_store import ObjectStore
-
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-EMBEDDED_INSTANCE = REPO / "data" / "dagster_home" / "dagster.yaml"
-SERVICES = ("postgres", "s3", "ray", "code_server", "mlflow", "daemon", "webserver")
-"""In the order they start; `down` stops them in the reverse order."""
-PORTS = {"webserver": 0, "mlflow": 1, "postgres": 2, "s3": 3, "code_server": 4, "ray": 5}
-RAY_CLIENT_PORT = 6
-RAY_DASHBOARD_PORT = 7
-BUCKET = "nova"
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "nova",
-    "AWS_SECRET_ACCESS_KEY": "nova-local-secret",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-class ProfileError(RuntimeError):
-    """Something the user can fix; printed as one line."""
-
-
-@dataclass(frozen=True)
-class Profile:
-    root: Path
-    ports_from: int = 6400
-    ray_cpus: int = 0
-
-    def port(self, service: str) -> int:
-        return self.ports_from + PORTS[service]
-
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.port(service)}"
-
-    @property
-    def dagster_home(self) -> Path:
-        return self.root / "dagster_home"
-
-    @property
-    def pgdata(self) -> Path:
-        return self.root / "postgres"
-
-    @property
-    def ray_temp(self) -> Path:
-        """Ray's session folder: its socket paths must stay under 108 bytes, so not in `root`."""
-        return Path("/tmp") / f"nova-ray-{self.port('ray')}"
-
-    def postgres_url(self, database: str, driver: str = "+psycopg2") -> str:
-        """SQLAlchemy's URL (its default PostgreSQL driver is psycopg 3; we ship psycopg2)."""
-        return f"postgresql{driver}://nova@127.0.0.1:{self.port('postgres')}/{database}"
-
-    def pid_file(self, service: str) -> Path:
-        return self.root / "pids" / f"{service}.pid"
-
-    def log(self, service: str) -> Path:
-        return self.root / "logs" / f"{service}.log"
-
-    def env(self) -> dict[str, str]:
-        """What a user's shell, the code server and its runs need to use the team services."""
-        return {
-            "NOVA_TEAM_DIR": str(self.root),
-            "DAGSTER_HOME": str(self.dagster_home),
-            "NOVA_DATA_DIR": str(self.root / "data"),
-            "MLFLOW_TRACKING_URI": self.url("mlflow"),
-            "NOVA_MLFLOW_UI_URL": self.url("mlflow"),
-            "NOVA_DAGSTER_UI_URL": self.url("webserver"),
-            "RAY_ADDRESS": f"127.0.0.1:{self.port('ray')}",
-            # Local heads only listen on 127.0.0.1; a shared cluster uses Ray's token auth.
-            "RAY_AUTH_MODE": "disabled",
-            "NOVA_OBJECT_STORE": f"s3://{BUCKET}/platform",
-            "AWS_ENDPOINT_URL": self.url("s3"),
-            **CREDENTIALS,
-        }
-
-
-def postgres_bin(name: str) -> str:
-    """A PostgreSQL server program: Debian keeps them per version under /usr/lib/postgresql."""
-    found = shutil.which(name) or max(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), default="")
-    if not found:
-        raise ProfileError(f"no {name}: install PostgreSQL (Debian: apt-get install postgresql)")
-    return found
-
-
-def as_postgres_user() -> dict:
-    """PostgreSQL refuses to run as root: as root, its programs run as the `postgres` user."""
-    return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+from deploy.team.settings import (  # noqa: E402
+    BIN,
+    BUCKET,
+    CREDENTIALS,
+    REPO,
+    SERVICES,
+    Profile,
+    ProfileError,
+    as_postgres_user,
+    commands,
+    load_profile,
+    postgres_bin,
+    save_profile,
+    write_settings,
+)
+from nova_assets.lib.object_store import ObjectStore  # noqa: E402
 
 
 def forget_lost_state(profile: Profile) -> None:
@@ -149,102 +75,6 @@ def init_postgres(profile: Profile) -> None:
     if done.returncode != 0:
         reach = " (the postgres user must be able to enter every folder above it)" if user else ""
         raise ProfileError(f"initdb in {profile.pgdata} failed{reach}: {done.stderr.strip()}")
-
-
-def commands(profile: Profile) -> dict[str, list[str]]:
-    workspace = profile.root / "workspace.yaml"
-    cpus = profile.ray_cpus or os.cpu_count() or 1
-    return {
-        "postgres": [
-            postgres_bin("postgres"),
-            "-D",
-            str(profile.pgdata),
-            "-p",
-            str(profile.port("postgres")),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "unix_socket_directories=",
-        ],
-        "s3": [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(profile.port("s3"))],
-        "ray": [
-            str(BIN / "ray"),
-            "start",
-            "--head",
-            "--block",
-            f"--port={profile.port('ray')}",
-            f"--ray-client-server-port={profile.ports_from + RAY_CLIENT_PORT}",
-            f"--dashboard-port={profile.ports_from + RAY_DASHBOARD_PORT}",
-            "--node-ip-address=127.0.0.1",
-            f"--num-cpus={cpus}",
-            "--object-store-memory=1000000000",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-            f"--temp-dir={profile.ray_temp}",
-        ],
-        "code_server": [
-            str(BIN / "dagster"),
-            "code-server",
-            "start",
-            "-m",
-            "nova_assets.definitions",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(profile.port("code_server")),
-            "--location-name",
-            "nova_assets",
-        ],
-        "mlflow": [
-            str(BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            profile.postgres_url("mlflow"),
-            "--artifacts-destination",
-            f"s3://{BUCKET}/mlflow",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(profile.port("mlflow")),
-            "--workers",
-            "1",
-        ],
-        "daemon": [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
-        "webserver": [
-            str(BIN / "dagster-webserver"),
-            "-w",
-            str(workspace),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(profile.port("webserver")),
-        ],
-    }
-
-
-def write_settings(profile: Profile) -> None:
-    """The instance (the embedded one's concurrency rules, storage in Postgres), the workspace
-    (the code server) and env.sh."""
-    instance = yaml.safe_load(EMBEDDED_INSTANCE.read_text())
-    # Runs submitted from the UI, sensors and schedules wait in the queued run coordinator
-    # (Dagster's default) under the concurrency rules above.
-    instance["storage"] = {"postgres": {"postgres_url": profile.postgres_url("dagster")}}
-    profile.dagster_home.mkdir(parents=True, exist_ok=True)
-    (profile.dagster_home / "dagster.yaml").write_text(yaml.safe_dump(instance, sort_keys=False))
-    workspace = {
-        "load_from": [
-            {
-                "grpc_server": {
-                    "host": "127.0.0.1",
-                    "port": profile.port("code_server"),
-                    "location_name": "nova_assets",
-                }
-            }
-        ]
-    }
-    (profile.root / "workspace.yaml").write_text(yaml.safe_dump(workspace, sort_keys=False))
-    lines = [f"export {name}={shlex.quote(value)}" for name, value in profile.env().items()]
-    (profile.root / "env.sh").write_text("\n".join(lines) + "\n")
 
 
 def start(profile: Profile, service: str) -> None:
@@ -435,7 +265,7 @@ def up(profile: Profile) -> dict[str, float]:
         for service in reversed(started):
             stop(profile, service)
         raise
-    (profile.root / "ports.json").write_text(json.dumps({"ports_from": profile.ports_from}))
+    save_profile(profile)
     return ready_after
 
 
@@ -446,27 +276,6 @@ def status(profile: Profile) -> list[tuple[str, int | None, float]]:
         pid = read_pid(profile, service) if running(profile, service) else None
         rows.append((service, pid, sum(rss for _, rss in session_members(pid or 0)) / 2**20))
     return rows
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive ports nothing listens on (for tests and benchmarks)."""
-    for first in range(23000, 60000, 97):
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise ProfileError("no free ports")
-
-
-def load_profile(root: Path, ports_from: int | None, ray_cpus: int = 0) -> Profile:
-    """The profile in `root`: its ports are the ones it was brought up with, unless given."""
-    saved = root / "ports.json"
-    if ports_from is None:
-        ports_from = json.loads(saved.read_text())["ports_from"] if saved.exists() else 6400
-    return Profile(root=root, ports_from=ports_from, ray_cpus=ray_cpus)
 
 
 def main(argv: list[str] | None = None) -> int:

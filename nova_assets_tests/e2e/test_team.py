@@ -29,7 +29,7 @@ from nova_assets_tests.e2e.dagster_dev import DagsterUI, settled
 
 sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.generate_dump import generate_dump  # noqa: E402
-from deploy.team.services import free_ports  # noqa: E402
+from deploy.team.settings import free_ports  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
