@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -279,3 +280,29 @@ def _stat(proc: Path) -> list[str]:
         return (proc / "stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return []
+
+
+def test_a_port_in_use_is_named_and_nothing_is_left_running(tmp_path):
+    base = Path(tempfile.mkdtemp(prefix="nova-team-", dir="/tmp"))
+    base.chmod(0o755)
+    ports_from = free_ports(8)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(OWN_SETTINGS)}
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", ports_from + 2))  # PostgreSQL's port
+            taken.listen()
+            done = subprocess.run(
+                [str(TEAM / "up"), "--dir", str(base / "p"), "--ports-from", str(ports_from)],
+                env=clean,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        assert done.returncode == 2
+        assert "error: postgres exited; the end of" in done.stderr
+        assert "could not bind" in done.stderr or "Address already in use" in done.stderr
+        assert not list((base / "p" / "pids").glob("*.pid"))  # what it started, it stopped
+    finally:
+        subprocess.run([str(TEAM / "down"), "--dir", str(base / "p")], env=clean, timeout=300)
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(f"/tmp/nova-ray-{ports_from + 5}", ignore_errors=True)
