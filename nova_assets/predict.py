@@ -37,9 +37,7 @@ from nova_assets.lib.registry import (
     client_for,
     load_pipeline,
 )
-from nova_assets.lib.serving import catalog_path
-
-MATERIALIZE_FIRST = "materialize the assets first: uv run dg launch --job all_assets"
+from nova_assets.lib.serving import MATERIALIZE_FIRST, catalog_path
 
 
 class PredictError(Exception):

@@ -32,6 +32,7 @@ CATALOG = "nova.duckdb"
 MANIFEST = "manifest.json"
 TABLES_DIR = "tables"
 KEEP_SECONDS = 600.0
+MATERIALIZE_FIRST = "materialize the assets first: uv run dg launch --job all_assets"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

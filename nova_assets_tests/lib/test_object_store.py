@@ -11,6 +11,7 @@ import pytest
 
 from nova_assets.lib import serving
 from nova_assets.lib.object_store import ObjectStore, ObjectStoreError
+from nova_assets.lib.paths import data_paths
 from nova_assets.published import connect, main
 
 
@@ -130,3 +131,23 @@ def test_a_manifest_replaced_while_it_is_read_is_read_whole(store):
         done.set()
         writer.join(10)
     assert seen <= {1, 40} and seen
+
+
+def test_without_a_url_the_store_comes_from_the_environment_else_the_local_copy(
+    store, data_dir, monkeypatch, capsys
+):
+    con = duckdb.connect()
+    con.execute("CREATE TABLE products AS SELECT range AS code FROM range(3)")
+    with pytest.raises(FileNotFoundError, match="nothing published at .*nova.duckdb yet"):
+        connect()
+    serving.publish(con, ["products"], data_paths().serving)
+    with connect() as local:  # the data dir's published copy
+        assert local.execute("SELECT count(*) FROM products").fetchone() == (3,)
+    assert main(["SELECT count(*) AS n FROM products"]) == 0
+    assert "3" in capsys.readouterr().out
+
+    con.execute("INSERT INTO products VALUES (3)")
+    publish(con, ["products"], data_dir / "elsewhere", store)
+    monkeypatch.setenv("NOVA_OBJECT_STORE", store.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", store.endpoint_url)
+    assert connect().execute("SELECT count(*) FROM products").fetchone() == (4,)
