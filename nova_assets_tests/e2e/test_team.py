@@ -30,7 +30,8 @@ from nova_assets_tests.e2e.dagster_dev import DagsterUI, settled
 
 sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.generate_dump import generate_dump  # noqa: E402
-from deploy.team.settings import free_ports  # noqa: E402
+from deploy.team.services import forget_lost_state  # noqa: E402
+from deploy.team.settings import Profile, ProfileError, free_ports  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -306,3 +307,26 @@ def test_a_port_in_use_is_named_and_nothing_is_left_running(tmp_path):
         subprocess.run([str(TEAM / "down"), "--dir", str(base / "p")], env=clean, timeout=300)
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(f"/tmp/nova-ray-{ports_from + 5}", ignore_errors=True)
+
+
+def test_up_after_down_starts_empty_and_says_so(tmp_path, capsys):
+    """moto's S3 keeps objects in memory: once it stopped, what the databases and the warehouse
+    refer to is gone, so the profile starts empty rather than half."""
+    profile = Profile(tmp_path / "p")
+    for folder in (profile.pgdata, profile.dagster_home, profile.root / "data" / "raw"):
+        folder.mkdir(parents=True)
+    forget_lost_state(profile)
+    assert "starting empty" in capsys.readouterr().out
+    assert not profile.pgdata.exists() and not (profile.root / "data").exists()
+    assert not profile.dagster_home.exists()
+
+    profile.pgdata.mkdir()
+    with subprocess.Popen(["sleep", "60"], start_new_session=True) as daemon:
+        profile.pid_file("daemon").parent.mkdir(parents=True, exist_ok=True)
+        profile.pid_file("daemon").write_text(str(daemon.pid))
+        try:
+            with pytest.raises(ProfileError, match="the s3 service stopped while others run"):
+                forget_lost_state(profile)
+        finally:
+            daemon.kill()
+    assert profile.pgdata.exists()
