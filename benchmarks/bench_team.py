@@ -29,8 +29,6 @@ if str(REPO_ROOT) not in sys.path:
 from benchmarks.bench_pipeline import ASSETS, child  # noqa: E402
 from deploy.team import services, settings  # noqa: E402
 
-OWN_SETTINGS = ("MLFLOW_", "NOVA_", "DAGSTER_", "RAY_", "AWS_")
-
 
 def launch(env: dict[str, str], label: str) -> dict:
     result = child(["--launch"], env)
@@ -46,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ray-cpus", type=int, default=2)
     parser.add_argument("--rest-seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
-    for name in [n for n in os.environ if n.startswith(OWN_SETTINGS)]:
+    for name in [n for n in os.environ if n.startswith(settings.OWN_SETTINGS)]:
         del os.environ[name]
 
     workdir = Path(tempfile.mkdtemp(prefix="nova-bench-team-", dir="/tmp"))

@@ -17,6 +17,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from deploy.team.settings import CREDENTIALS
 from nova_assets.lib.paths import SAMPLE_DUMP
 
 
@@ -170,15 +171,10 @@ def stop_group(process: subprocess.Popen, grace: float) -> None:
 
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real S3-compatible server (moto's server mode) on 127.0.0.1, with test credentials in
-    this process's environment for pyarrow and boto3."""
+    """A real S3-compatible server (moto's server mode) on 127.0.0.1, with the local team
+    profile's credentials in this process's environment for pyarrow and boto3."""
     port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    credentials = {
-        "AWS_ACCESS_KEY_ID": "nova",
-        "AWS_SECRET_ACCESS_KEY": "nova-secret",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
     command = [
         str(Path(sys.executable).with_name("moto_server")),
         "-H",
@@ -190,7 +186,7 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.MonkeyPatch.context() as env,
         process_group(command, log, grace=5) as server,
     ):
-        for name, value in credentials.items():
+        for name, value in CREDENTIALS.items():
             env.setenv(name, value)
         endpoint = f"http://127.0.0.1:{port}"
         wait_until_ready(lambda: urllib.request.urlopen(endpoint, timeout=2), server, log, 30)

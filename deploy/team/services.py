@@ -35,8 +35,8 @@ if not __package__:  # run as a script: the repository's root is where `deploy` 
 
 from deploy.team.settings import (  # noqa: E402
     BIN,
-    BUCKET,
     CREDENTIALS,
+    DEFAULT_PORTS_FROM,
     REPO,
     SERVICES,
     Profile,
@@ -228,7 +228,7 @@ def create_dagster_storage(profile: Profile) -> None:
 
 
 def create_bucket(profile: Profile) -> None:
-    ObjectStore(f"s3://{BUCKET}/platform", profile.url("s3")).create_bucket()
+    ObjectStore(profile.object_store, profile.url("s3")).create_bucket()
 
 
 def up(profile: Profile) -> dict[str, float]:
@@ -273,8 +273,9 @@ def status(profile: Profile) -> list[tuple[str, int | None, float]]:
     """Each service: its PID if running, and the memory its processes hold."""
     rows = []
     for service in SERVICES:
-        pid = read_pid(profile, service) if running(profile, service) else None
-        rows.append((service, pid, sum(rss for _, rss in session_members(pid or 0)) / 2**20))
+        pid = read_pid(profile, service)
+        members = session_members(pid) if pid is not None else []
+        rows.append((service, pid if members else None, sum(rss for _, rss in members) / 2**20))
     return rows
 
 
@@ -284,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("service", nargs="?", choices=SERVICES)
     default_dir = os.environ.get("NOVA_TEAM_DIR") or str(REPO / "data" / "team")
     parser.add_argument("--dir", default=default_dir, help="where every service keeps its data")
-    parser.add_argument("--ports-from", type=int, help="first of eight ports (default 6400)")
+    parser.add_argument(
+        "--ports-from", type=int, help=f"first of eight ports (default {DEFAULT_PORTS_FROM})"
+    )
     parser.add_argument("--ray-cpus", type=int, default=0, help="the Ray head's cores")
     args = parser.parse_args(argv)
     if (args.action in ("start", "stop")) != bool(args.service):

@@ -25,7 +25,11 @@ SERVICES = ("postgres", "s3", "ray", "code_server", "mlflow", "daemon", "webserv
 PORTS = {"webserver": 0, "mlflow": 1, "postgres": 2, "s3": 3, "code_server": 4, "ray": 5}
 RAY_CLIENT_PORT = 6
 RAY_DASHBOARD_PORT = 7
+DEFAULT_PORTS_FROM = 6400
 BUCKET = "nova"
+OWN_SETTINGS = ("MLFLOW_", "NOVA_", "DAGSTER_", "RAY_", "AWS_")
+"""Prefixes of the variables that point the project somewhere: a shell (or test) that starts a
+profile clears them first, so that nothing of another setup leaks in."""
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "nova",
     "AWS_SECRET_ACCESS_KEY": "nova-local-secret",
@@ -40,7 +44,7 @@ class ProfileError(RuntimeError):
 @dataclass(frozen=True)
 class Profile:
     root: Path
-    ports_from: int = 6400
+    ports_from: int = DEFAULT_PORTS_FROM
     ray_cpus: int = 0
 
     def port(self, service: str) -> int:
@@ -52,6 +56,16 @@ class Profile:
     @property
     def dagster_home(self) -> Path:
         return self.root / "dagster_home"
+
+    @property
+    def workspace(self) -> Path:
+        """Dagster's workspace: the code server, for the daemon and the webserver."""
+        return self.root / "workspace.yaml"
+
+    @property
+    def object_store(self) -> str:
+        """Where the platform copies its dumps and published tables."""
+        return f"s3://{BUCKET}/platform"
 
     @property
     def pgdata(self) -> Path:
@@ -84,7 +98,7 @@ class Profile:
             "RAY_ADDRESS": f"127.0.0.1:{self.port('ray')}",
             # Local heads only listen on 127.0.0.1; a shared cluster uses Ray's token auth.
             "RAY_AUTH_MODE": "disabled",
-            "NOVA_OBJECT_STORE": f"s3://{BUCKET}/platform",
+            "NOVA_OBJECT_STORE": self.object_store,
             "AWS_ENDPOINT_URL": self.url("s3"),
             **CREDENTIALS,
         }
@@ -104,7 +118,6 @@ def as_postgres_user() -> dict:
 
 
 def commands(profile: Profile) -> dict[str, list[str]]:
-    workspace = profile.root / "workspace.yaml"
     cpus = profile.ray_cpus or os.cpu_count() or 1
     return {
         "postgres": [
@@ -161,11 +174,11 @@ def commands(profile: Profile) -> dict[str, list[str]]:
             "--workers",
             "1",
         ],
-        "daemon": [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
+        "daemon": [str(BIN / "dagster-daemon"), "run", "-w", str(profile.workspace)],
         "webserver": [
             str(BIN / "dagster-webserver"),
             "-w",
-            str(workspace),
+            str(profile.workspace),
             "-h",
             "127.0.0.1",
             "-p",
@@ -194,7 +207,7 @@ def write_settings(profile: Profile) -> None:
             }
         ]
     }
-    (profile.root / "workspace.yaml").write_text(yaml.safe_dump(workspace, sort_keys=False))
+    profile.workspace.write_text(yaml.safe_dump(workspace, sort_keys=False))
     lines = [f"export {name}={shlex.quote(value)}" for name, value in profile.env().items()]
     (profile.root / "env.sh").write_text("\n".join(lines) + "\n")
 
@@ -221,5 +234,7 @@ def load_profile(root: Path, ports_from: int | None, ray_cpus: int = 0) -> Profi
     """The profile in `root`: its ports are the ones it was brought up with, unless given."""
     saved = root / "ports.json"
     if ports_from is None:
-        ports_from = json.loads(saved.read_text())["ports_from"] if saved.exists() else 6400
+        ports_from = (
+            json.loads(saved.read_text())["ports_from"] if saved.exists() else DEFAULT_PORTS_FROM
+        )
     return Profile(root=root, ports_from=ports_from, ray_cpus=ray_cpus)

@@ -30,13 +30,18 @@ from nova_assets_tests.e2e.dagster_dev import DagsterUI, settled
 
 sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.generate_dump import generate_dump  # noqa: E402
-from deploy.team.services import forget_lost_state  # noqa: E402
-from deploy.team.settings import Profile, ProfileError, free_ports  # noqa: E402
+from deploy.team.services import forget_lost_state, session_members  # noqa: E402
+from deploy.team.settings import (  # noqa: E402
+    OWN_SETTINGS,
+    Profile,
+    ProfileError,
+    free_ports,
+    load_profile,
+)
 
 pytestmark = pytest.mark.slow
 
 TEAM = REPO_ROOT / "deploy" / "team"
-OWN_SETTINGS = ("MLFLOW_", "NOVA_", "DAGSTER_", "RAY_", "AWS_")
 
 
 @dataclass
@@ -58,8 +63,7 @@ class Team:
         return int((self.root / "pids" / f"{service}.pid").read_text())
 
     def postgres(self, database: str):
-        port = int(self.env["NOVA_TEAM_PORTS_FROM"]) + 2
-        return psycopg2.connect(f"postgresql://nova@127.0.0.1:{port}/{database}")
+        return psycopg2.connect(load_profile(self.root, None).postgres_url(database, driver=""))
 
     def mlflow(self) -> MlflowClient:
         uri = self.env["MLFLOW_TRACKING_URI"]
@@ -93,7 +97,6 @@ def team():
         started = subprocess.run(up, env=clean, capture_output=True, text=True, timeout=300)
         assert started.returncode == 0, started.stdout + started.stderr
         env = {k: v for k, v in read_env(root).items() if k.startswith(OWN_SETTINGS)}
-        env["NOVA_TEAM_PORTS_FROM"] = str(ports_from)
         ui = DagsterUI(env["NOVA_DAGSTER_UI_URL"], root / "logs" / "daemon.log")
         with pytest.MonkeyPatch.context() as patch:
             for name, value in env.items():
@@ -133,14 +136,14 @@ class TrialKiller(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set() and not self.killed:
-            for proc in Path("/proc").glob("[0-9]*"):
+            for pid, _ in session_members(self.session):
                 try:
-                    title = (proc / "cmdline").read_bytes()
+                    title = Path(f"/proc/{pid}/cmdline").read_bytes()
                 except OSError:
                     continue
-                if title.startswith(b"ray::_trial") and _stat(proc)[3:4] == [str(self.session)]:
-                    os.kill(int(proc.name), signal.SIGKILL)
-                    self.killed.append(int(proc.name))
+                if title.startswith(b"ray::_trial"):
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed.append(pid)
                     break
             time.sleep(0.05)
 
@@ -266,21 +269,9 @@ def test_down_stops_every_service(team):
     done = subprocess.run([str(TEAM / "down"), "--dir", str(team.root)], timeout=300)
     assert done.returncode == 0
     for service, pid in pids.items():
-        alive = [
-            proc.name
-            for proc in Path("/proc").glob("[0-9]*")
-            if _stat(proc)[3:4] == [str(pid)] and _stat(proc)[0] != "Z"
-        ]
+        alive = [member for member, _ in session_members(pid)]
         assert alive == [], f"{service} left processes {alive}"
     assert not list((team.root / "pids").glob("*.pid"))
-
-
-def _stat(proc: Path) -> list[str]:
-    """A process's /proc stat fields after its name: state, ppid, pgrp, session, ..."""
-    try:
-        return (proc / "stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
 
 
 def test_a_port_in_use_is_named_and_nothing_is_left_running(tmp_path):
