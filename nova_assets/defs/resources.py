@@ -124,8 +124,9 @@ class Warehouse(RunLocked, ObjectStoreCopies):
             yield con
             if publish:
                 serving.publish(con, publish, self.serving_path)
-                if store := self.copies():
-                    store.publish(serving.read_manifest(self.serving_path)["tables"])
+        # Uploads need no connection: the warehouse file is let go first.
+        if publish and (store := self.copies()):
+            store.publish(serving.read_manifest(self.serving_path)["tables"])
 
     def built_as(self, step: str) -> str | None:
         """The fingerprint `step` last built (lib/builds.py); None before its first build."""
