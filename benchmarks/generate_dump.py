@@ -585,13 +585,24 @@ def _language_texts(column: str) -> str:
 def write_parquet(tsv: Path, out: Path) -> int:
     """Write a TSV dump (generated or real) as OFF's Parquet export does (openfoodfacts-exports,
     exports/parquet/): tags as lists, nova_group int32, epoch int64, names and ingredient texts
-    as language lists with a `main` entry. Broken lines are left out. Returns the rows written."""
+    as language lists with a `main` entry, nutrients as a `nutriments` list of float32
+    `{name, value, 100g, …}` entries. Broken lines are left out. Returns the rows written."""
     import duckdb
 
     from nova_assets.lib.dump_format import broken_line_sql, dump_header, read_csv_sql
-    from nova_assets.lib.warehouse import sql_literal
+    from nova_assets.lib.nutrients import SOURCE_COLUMNS
+    from nova_assets.lib.warehouse import sql_literal, sql_name
 
     columns = dump_header(str(tsv))
+    entries = ", ".join(
+        f"{{'name': {sql_literal(c.removesuffix('_100g'))}, "
+        f"'value': TRY_CAST(nullif({sql_name(c)}, '') AS FLOAT), "
+        f"'100g': TRY_CAST(nullif({sql_name(c)}, '') AS FLOAT), 'serving': CAST(NULL AS FLOAT), "
+        "'unit': 'g'}"
+        for c in SOURCE_COLUMNS
+        if c in columns
+    )
+    nutriments = f'list_filter([{entries}], lambda x: x."100g" IS NOT NULL)' if entries else "[]"
     tags = ", ".join(
         f"coalesce(list_filter(string_split({c}, ','), lambda t: t <> ''), []) AS {c}"
         for c in ("ingredients_tags", "additives_tags", "categories_tags", "countries_tags")
@@ -602,7 +613,8 @@ def write_parquet(tsv: Path, out: Path) -> int:
             TRY_CAST(TRY_CAST(nullif(nova_group, '') AS DOUBLE) AS INTEGER) AS nova_group,
             {_language_texts("ingredients_text")} AS ingredients_text,
             TRY_CAST(created_t AS BIGINT) AS created_t,
-            TRY_CAST(last_modified_t AS BIGINT) AS last_modified_t
+            TRY_CAST(last_modified_t AS BIGINT) AS last_modified_t,
+            {nutriments} AS nutriments
         FROM {read_csv_sql(str(tsv), columns)}
         WHERE NOT {broken_line_sql(columns)}
     """

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from isal import isal_zlib
 
+from nova_assets.lib import nutrients
 from nova_assets.lib.warehouse import sql_literal, sql_name
 
 
@@ -170,7 +171,7 @@ def broken_line_sql(columns: list[str]) -> str:
 def invalid_utf8_sql(columns: list[str]) -> str:
     """The lines `read_csv_sql` rejected only for invalid UTF-8, as DuckDB keeps them (bad
     bytes replaced by '?'), split into the header's columns: they are products like any other."""
-    used = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, columns[-1]]
+    used = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *nutrients.SOURCE_COLUMNS, columns[-1]]
     fields = ", ".join(
         f"fields[{i + 1}] AS {sql_name(c)}" for i, c in enumerate(columns) if c in used
     )

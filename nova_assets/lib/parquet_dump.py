@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from nova_assets.lib import nutrients
 from nova_assets.lib.dump_format import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, TAG_COLUMNS, DumpError
 from nova_assets.lib.warehouse import sql_literal
 
@@ -159,6 +160,7 @@ def staged_sql(path: str | Path, columns: dict[str, str]) -> str:
                 {has_text} AS has_ingredients_text,
                 {_epoch("created_t", columns)} AS created_t,
                 {_epoch("last_modified_t", columns)} AS last_modified_t,
+                {nutrients.raw_parquet_sql(columns)},
                 false AS broken_line
             FROM read_parquet({sql_literal(path)})
         )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from nova_assets.lib import parquet_dump
+from nova_assets.lib import nutrients, parquet_dump
 from nova_assets.lib.dump import Dump
 from nova_assets.lib.dump_format import (
     TAG_COLUMNS,
@@ -49,11 +49,12 @@ CREATE OR REPLACE TABLE products (
     nova_group TINYINT CHECK (nova_group BETWEEN 1 AND 4),
     has_ingredients_text BOOLEAN,
     nova_blank_reason VARCHAR,
+    {nutrients},
     created_t TIMESTAMP,
     last_modified_t TIMESTAMP,
     dump_sha256 VARCHAR NOT NULL
 )
-"""
+""".replace("{nutrients}", ",\n    ".join(f"{c} DOUBLE" for c in nutrients.NUTRIENT_COLUMNS))
 
 DUMPS_DDL = """
 CREATE TABLE IF NOT EXISTS dumps (
@@ -68,11 +69,15 @@ CREATE TABLE IF NOT EXISTS dumps (
     invalid_nova_groups BIGINT,
     products BIGINT,
     ingested_at TIMESTAMP DEFAULT current_timestamp,
-    repaired_lines BIGINT
+    repaired_lines BIGINT,
+    invalid_nutrients BIGINT
 )
 """
-# Warehouses made before `repaired_lines` existed gain the column.
-DUMPS_MIGRATION = "ALTER TABLE dumps ADD COLUMN IF NOT EXISTS repaired_lines BIGINT"
+# Warehouses made before these columns existed gain them.
+DUMPS_MIGRATIONS = (
+    "ALTER TABLE dumps ADD COLUMN IF NOT EXISTS repaired_lines BIGINT",
+    "ALTER TABLE dumps ADD COLUMN IF NOT EXISTS invalid_nutrients BIGINT",
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ class IngestStats:
     previous_products: int | None
     repaired_lines: int = 0
     """Lines kept with their invalid UTF-8 bytes replaced."""
+    invalid_nutrients: int = 0
+    """Nutrient values of the products kept that were impossible, and so made NULL."""
 
 
 def _tags(column: str, present: set[str]) -> str:
@@ -208,9 +215,9 @@ LOSING_ROWS_DDL = """
         PARTITION BY code
         ORDER BY last_modified_t DESC NULLS LAST, created_t DESC NULLS LAST, product_name,
             brands, ingredients_tags, additives_tags, categories_tags, countries_tags,
-            nova_group, has_ingredients_text
+            nova_group, has_ingredients_text, {raw_nutrients}
     ) > 1
-"""
+""".replace("{raw_nutrients}", ", ".join(f"raw_{c}" for c in nutrients.NUTRIENT_COLUMNS))
 
 
 def _staged_sql(source: str, columns: list[str], *, repaired: bool = False) -> str:
@@ -235,6 +242,7 @@ def _staged_sql(source: str, columns: list[str], *, repaired: bool = False) -> s
                 {_has_text(present)} AS has_ingredients_text,
                 {_epoch("created_t", present)} AS created_t,
                 {_epoch("last_modified_t", present)} AS last_modified_t,
+                {nutrients.raw_tsv_sql(present)},
                 {broken_line_sql(columns)} AS broken_line
             FROM {source}
         )
@@ -264,7 +272,8 @@ def ingest_products(
         check_columns(columns, dump.path)
 
     con.execute(DUMPS_DDL)
-    con.execute(DUMPS_MIGRATION)
+    for migration in DUMPS_MIGRATIONS:
+        con.execute(migration)
     previous = None
     if con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'products'"
@@ -356,7 +365,7 @@ def _replace_products(
         INSERT INTO products
         SELECT code, product_name, brands, ingredients_tags, additives_tags, categories_tags,
                countries_tags, nova_group, has_ingredients_text, {blank_reason_sql()},
-               created_t, last_modified_t, ?
+               {nutrients.clean_sql()}, created_t, last_modified_t, ?
         FROM staged_products
         ANTI JOIN losing_rows ON losing_rows.staged_row = staged_products.rowid
         LEFT JOIN marker_votes ON marker_votes.staged_row = staged_products.rowid
@@ -383,12 +392,18 @@ def _replace_products(
             f"table, a fall of more than {max_shrink:.0%}; refusing to replace it"
         )
     duplicates = lines_read - rows_without_code - products
+    invalid_nutrients = con.execute(
+        f"SELECT coalesce(sum({nutrients.invalid_count_sql()}), 0) FROM staged_products "
+        "ANTI JOIN losing_rows ON losing_rows.staged_row = staged_products.rowid "
+        "WHERE code IS NOT NULL"
+    ).fetchone()[0]
     con.execute(
         """
         INSERT OR REPLACE INTO dumps BY NAME SELECT ? AS dump_sha256, ? AS source,
             ? AS path, ? AS bytes, ? AS lines_read, ? AS skipped_lines,
             ? AS rows_without_code, ? AS duplicate_rows, ? AS invalid_nova_groups,
-            ? AS products, current_timestamp AS ingested_at, ? AS repaired_lines
+            ? AS products, current_timestamp AS ingested_at, ? AS repaired_lines,
+            ? AS invalid_nutrients
         """,
         [
             dump.sha256,
@@ -402,10 +417,19 @@ def _replace_products(
             invalid,
             products,
             repaired,
+            invalid_nutrients,
         ],
     )
     for table in ("staged_products", "losing_rows", "nova_markers", "marker_votes"):
         con.execute(f"DROP TABLE {table}")
     return IngestStats(
-        lines_read, skipped, rows_without_code, duplicates, invalid, products, previous, repaired
+        lines_read,
+        skipped,
+        rows_without_code,
+        duplicates,
+        invalid,
+        products,
+        previous,
+        repaired,
+        int(invalid_nutrients),
     )

@@ -10,6 +10,7 @@ import pytest
 
 from nova_assets.lib.dump import fetch_dump
 from nova_assets.lib.dump_format import DumpError
+from nova_assets.lib.nutrients import NUTRIENT_COLUMNS
 from nova_assets.lib.paths import REPO_ROOT, SAMPLE_DUMP
 from nova_assets.lib.products import ingest_products
 from nova_assets.lib.warehouse import sql_literal
@@ -17,7 +18,12 @@ from nova_assets.lib.warehouse import sql_literal
 sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.generate_dump import LANGUAGE_TEXTS, write_parquet  # noqa: E402
 
-TABLE = "SELECT count(*), hash(list(p ORDER BY code)) FROM (SELECT * EXCLUDE (dump_sha256) FROM products) p"
+# The export holds nutrients as float32: compared at that precision.
+TABLE = (
+    "SELECT count(*), hash(list(p ORDER BY code)) FROM (SELECT * EXCLUDE (dump_sha256) REPLACE ("
+    + ", ".join(f"CAST({c} AS FLOAT) AS {c}" for c in NUTRIENT_COLUMNS)
+    + ") FROM products) p"
+)
 
 
 @pytest.fixture(scope="module")

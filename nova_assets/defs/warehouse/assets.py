@@ -55,7 +55,8 @@ def products(
     write_atomically(paths.latest_dump, dump.to_json())
     context.log.info(
         f"products: {stats.products:,} from {stats.lines_read:,} lines; skipped {stats.skipped_lines} "
-        f"broken lines, {stats.duplicate_rows} duplicate rows, {stats.invalid_nova_groups} invalid groups"
+        f"broken lines, {stats.duplicate_rows} duplicate rows, {stats.invalid_nova_groups} invalid groups, "
+        f"{stats.invalid_nutrients} impossible nutrient values made NULL"
     )
     return dg.MaterializeResult(
         metadata={
@@ -67,6 +68,7 @@ def products(
             "duplicate_rows": stats.duplicate_rows,
             "invalid_nova_groups": stats.invalid_nova_groups,
             "repaired_lines": stats.repaired_lines,
+            "invalid_nutrients": stats.invalid_nutrients,
             "previous_row_count": stats.previous_products,
             **metadata,
             "dump_sha256": dump.sha256,
