@@ -26,6 +26,8 @@ class CandidateSpec:
     masking: bool
     build: Callable[..., BaseEstimator]
     doc: str
+    nutrients: bool = False
+    """Whether it reads the nutrients per 100 g."""
 
 
 def _balanced_logistic_regression(
@@ -83,8 +85,9 @@ CANDIDATES: dict[str, CandidateSpec] = {
         True,
         _balanced_logistic_regression,
         "one logistic regression per evidence state, each trained on every product with its "
-        "evidence hidden that way; tags, markers, which evidence is present, and the name as "
-        "character n-grams",
+        "evidence hidden that way; tags, markers, which evidence is present, the name as "
+        "character n-grams, and the nutrients",
+        nutrients=True,
     ),
 }
 MODEL_KINDS = tuple(CANDIDATES)

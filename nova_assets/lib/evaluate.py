@@ -20,7 +20,13 @@ from sklearn.pipeline import Pipeline
 from nova_assets.lib import breakdowns, intervals, metrics
 from nova_assets.lib.calibration import PRECISION_TARGET
 from nova_assets.lib.evidence import SLICES, STATES, evidence_labels, has_evidence, hide
-from nova_assets.lib.features import FAMILIES, ProductMatrix, labelled_rows_sql, product_matrix
+from nova_assets.lib.features import (
+    EVIDENCE,
+    FAMILIES,
+    ProductMatrix,
+    labelled_rows_sql,
+    product_matrix,
+)
 from nova_assets.lib.markers import rules_prediction
 from nova_assets.lib.models import NovaClassifier, predict
 from nova_assets.lib.reasons import reason_names, reasons
@@ -72,9 +78,14 @@ def in_vocabulary(
 
 
 def slice_rows(test: ProductMatrix, slice_name: str, seed: int = SLICE_SEED) -> ProductMatrix:
-    """The test products with the slice's evidence hidden, those still carrying some."""
+    """The test products with the slice's evidence hidden, those still carrying some (and the
+    evidence the slice needs)."""
     masked = hide(test, slice_name, seed=seed)
-    return masked.take(np.flatnonzero(has_evidence(masked)))
+    keep = has_evidence(masked)
+    needs = SLICES[slice_name].needs
+    if needs is not None:
+        keep &= masked.evidence[:, EVIDENCE.index(needs)]
+    return masked.take(np.flatnonzero(keep))
 
 
 def model_answers(pipeline: Pipeline, matrix: ProductMatrix) -> Answers:

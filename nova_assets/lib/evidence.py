@@ -17,17 +17,21 @@ import numpy as np
 
 from nova_assets.lib.features import EVIDENCE, FAMILIES, ProductMatrix, split_feature
 
-INGREDIENTS, ADDITIVES, CATEGORIES, NAME = (EVIDENCE.index(e) for e in EVIDENCE)
+INGREDIENTS, ADDITIVES, CATEGORIES, NAME, NUTRIENTS = (EVIDENCE.index(e) for e in EVIDENCE)
 
 
 @dataclass(frozen=True)
 class Slice:
-    """A way to hide evidence: families removed, or half of each product's ingredient tags."""
+    """A way to hide evidence: families (or nutrients) removed, or half of each product's
+    ingredient tags."""
 
     name: str
     description: str
     hide: tuple[str, ...] = ()
     half_ingredients: bool = False
+    needs: str | None = None
+    """Evidence a product must still carry to be in the slice (nutrients, for the products
+    known by their name and nutrients)."""
 
 
 SLICES: dict[str, Slice] = {
@@ -53,9 +57,17 @@ SLICES: dict[str, Slice] = {
         ),
         Slice("no_additives", "additives removed", hide=("additives",)),
         Slice(
-            "name_only",
-            "only the product name (as OFF's missing_ingredients products without categories)",
+            "name_nutrients",
+            "only the product name and its nutrients (as OFF's missing_ingredients products "
+            "without categories that carry a nutrition table)",
             hide=FAMILIES,
+            needs="nutrients",
+        ),
+        Slice(
+            "name_only",
+            "only the product name (as OFF's missing_ingredients products without categories "
+            "nor nutrients)",
+            hide=(*FAMILIES, "nutrients"),
         ),
     )
 }
@@ -65,12 +77,13 @@ SLICES: dict[str, Slice] = {
 # rows hidden by its slice. `no_additives` trains none: a product without additives looks like
 # one whose additives were hidden, and taught as such, the complete products' expert would
 # doubt every product without a marker.
-STATES = ("complete", "no_categories", "partial", "no_ingredients", "name_only")
+STATES = ("complete", "no_categories", "partial", "no_ingredients", "nutrients", "name_only")
 STATE_SLICE: dict[str, str] = {
     "complete": "as_is",
     "no_categories": "no_categories",
     "partial": "half_ingredients",
     "no_ingredients": "no_ingredients",
+    "nutrients": "name_nutrients",
     "name_only": "name_only",
 }
 
@@ -81,12 +94,13 @@ def states(matrix: ProductMatrix) -> np.ndarray:
     Additives count as ingredients (OFF reads them off the ingredients text). Ingredients without
     categories go to `no_categories` whether partial or not (OFF names a product without
     categories `missing_category`), and a product with neither ingredients nor categories to
-    `name_only`.
+    `nutrients` if it carries some, else to `name_only`.
     """
     ev = matrix.evidence
     ingredients = ev[:, INGREDIENTS] | ev[:, ADDITIVES]
     categories = ev[:, CATEGORIES]
     state = np.full(len(matrix), STATES.index("name_only"), dtype=np.int8)
+    state[~ingredients & ~categories & ev[:, NUTRIENTS]] = STATES.index("nutrients")
     state[~ingredients & categories] = STATES.index("no_ingredients")
     state[ingredients & ~categories] = STATES.index("no_categories")
     state[ingredients & categories & matrix.partial] = STATES.index("partial")
@@ -100,7 +114,7 @@ def evidence_labels(matrix: ProductMatrix) -> list[list[str]]:
 
 
 def has_evidence(matrix: ProductMatrix) -> np.ndarray:
-    """Products that carry anything at all (a tag of some family, or a name)."""
+    """Products that carry anything at all (a tag of some family, a name, or nutrients)."""
     return matrix.evidence.any(axis=1)
 
 
@@ -121,13 +135,16 @@ def hide(matrix: ProductMatrix, name: str, *, seed: int = 0) -> ProductMatrix:
     evidence = matrix.evidence.copy()
     for f in spec.hide:
         evidence[:, EVIDENCE.index(f)] = False
+    nutrients = matrix.nutrients
+    if "nutrients" in spec.hide:
+        nutrients = np.full_like(nutrients, np.nan)
     partial = matrix.partial
     if spec.half_ingredients:
         drop |= _half_of_ingredients(X, family == INGREDIENTS, seed)
         partial = partial | evidence[:, INGREDIENTS]
     X.data[drop] = 0
     X.eliminate_zeros()
-    return replace(matrix, X=X, evidence=evidence, partial=partial)
+    return replace(matrix, X=X, evidence=evidence, partial=partial, nutrients=nutrients)
 
 
 def _half_of_ingredients(X, is_ingredient: np.ndarray, seed: int) -> np.ndarray:

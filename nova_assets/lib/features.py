@@ -19,10 +19,14 @@ from scipy import sparse
 from nova_assets.lib.files import atomic_path
 from nova_assets.lib.names import name_vectors
 from nova_assets.lib.nova_rules import NOVA_MARKERS
+from nova_assets.lib.nutrients import NUTRIENT_COLUMNS, NUTRIENTS
 
 FAMILIES = ("ingredients", "additives", "categories")
-EVIDENCE = (*FAMILIES, "name")
+EVIDENCE = (*FAMILIES, "name", "nutrients")
 """What a product can carry, in the column order of `ProductMatrix.evidence`."""
+MIN_NUTRIENTS = 2
+"""A product carries nutrients as evidence from this many known values on (energy alone
+says little)."""
 
 VOCABULARY_DDL = """
 CREATE OR REPLACE TABLE feature_vocabulary (
@@ -57,7 +61,8 @@ def labelled_rows_sql(split: str) -> str:
     their ingredients are not partly unknown."""
     return f"""
         SELECT p.rowid AS row_key, p.code, p.ingredients_tags, p.additives_tags, p.categories_tags,
-               p.product_name, p.nova_group, false AS partial_ingredients
+               p.product_name, p.nova_group, false AS partial_ingredients,
+               {", ".join(f"p.{c}" for c in NUTRIENT_COLUMNS)}
         FROM products p JOIN test_split s USING (code)
         WHERE s.split = '{split}' AND p.nova_group IS NOT NULL
     """
@@ -110,7 +115,9 @@ class ProductMatrix:
     """Products as the model reads them.
 
     `X`: multi-hot tags over `features`. `evidence[i, k]`: product i carries `EVIDENCE[k]` (any
-    tag of the family, vocabulary or not; a non-empty name). `partial[i]`: its ingredients are
+    tag of the family, vocabulary or not; a non-empty name; MIN_NUTRIENTS known nutrient
+    values). `nutrients[i, k]`: its value of `NUTRIENTS[k]` per 100 g, NaN where unknown
+    (none given: all unknown). `partial[i]`: its ingredients are
     known to be partly unknown (OFF's `too_many_unknown_ingredients`). `names`: product names
     ('' for none). `labels`: NOVA group, 0 where there is none.
     """
@@ -122,8 +129,13 @@ class ProductMatrix:
     names: np.ndarray
     evidence: np.ndarray
     partial: np.ndarray
+    nutrients: np.ndarray | None = None
     hashed_names: sparse.csr_matrix | None = field(default=None, repr=False, compare=False)
     """`name_vectors(names)`, once computed: hiding evidence or taking rows keeps it."""
+
+    def __post_init__(self) -> None:
+        if self.nutrients is None:
+            self.nutrients = np.full((self.X.shape[0], len(NUTRIENTS)), np.nan, dtype=np.float32)
 
     def __len__(self) -> int:
         return self.X.shape[0]
@@ -143,6 +155,7 @@ class ProductMatrix:
             names=self.names[rows],
             evidence=self.evidence[rows],
             partial=self.partial[rows],
+            nutrients=self.nutrients[rows],
             hashed_names=None if self.hashed_names is None else self.hashed_names[rows],
         )
 
@@ -159,6 +172,7 @@ class ProductMatrix:
             names=np.concatenate([m.names for m in matrices]),
             evidence=np.concatenate([m.evidence for m in matrices]),
             partial=np.concatenate([m.partial for m in matrices]),
+            nutrients=np.concatenate([m.nutrients for m in matrices]),
             hashed_names=None
             if any(h is None for h in hashed)
             else sparse.vstack(hashed, format="csr"),
@@ -181,6 +195,7 @@ class ProductMatrix:
                 name_bytes=name_bytes,
                 evidence=self.evidence,
                 partial=self.partial,
+                nutrients=self.nutrients,
             )
 
     @classmethod
@@ -195,7 +210,13 @@ class ProductMatrix:
                 _unpack(f["name_offsets"], f["name_bytes"]),
                 f["evidence"],
                 f["partial"],
+                f["nutrients"] if "nutrients" in f.files else None,
             )
+
+
+def nutrient_evidence(nutrients: np.ndarray) -> np.ndarray:
+    """Whether each product carries nutrients as evidence (MIN_NUTRIENTS known values)."""
+    return (~np.isnan(nutrients)).sum(axis=1) >= MIN_NUTRIENTS
 
 
 def _pack(strings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +282,8 @@ def product_matrix(
     """The rows of `rows_sql` as a ProductMatrix over `features`.
 
     `rows_sql` yields `row_key` (unique per row, e.g. `products.rowid`), `code`, the three
-    `*_tags` lists, and optionally `product_name`, `nova_group` and `partial_ingredients`. The
+    `*_tags` lists, and optionally `product_name`, `nova_group`, `partial_ingredients` and the
+    nutrient columns (`nutrients.NUTRIENT_COLUMNS`). The
     work is one DuckDB join from tags to column ids straight off the table, with no copy of the
     rows; Python only sees index arrays and the names.
     With `ordered`, rows come in code order, so two calls over the same rows line up; without it
@@ -285,12 +307,13 @@ def product_matrix(
         return column if column in columns else default
 
     has = ", ".join(f"coalesce(len({f}_tags), 0) > 0 AS has_{f}" for f in FAMILIES)
+    values = ", ".join(f"CAST({optional(c, 'NULL')} AS FLOAT) AS {c}" for c in NUTRIENT_COLUMNS)
     con.register("matrix_vocab", vocab)
     try:
         head = con.execute(
             f"SELECT row_key, code, coalesce({optional('nova_group', 'NULL')}, 0) AS label, "
             f"coalesce(trim({optional('product_name', 'NULL')}), '') AS name, {has}, "
-            f"coalesce({optional('partial_ingredients', 'NULL')}, false) AS partial "
+            f"coalesce({optional('partial_ingredients', 'NULL')}, false) AS partial, {values} "
             f"FROM ({rows_sql}) " + ("ORDER BY code" if ordered else "")
         ).fetchnumpy()
         pairs = con.execute(
@@ -303,9 +326,13 @@ def product_matrix(
     rows = _positions(keys, np.asarray(pairs["row_key"], dtype=np.int64))
     X = csr_from_pairs(rows, pairs["feature_id"], len(keys), len(features))
     names = np.asarray(head["name"], dtype=object)
+    nutrients = np.column_stack(
+        [np.ma.filled(head[c].astype(np.float32), np.nan) for c in NUTRIENT_COLUMNS]
+    ).reshape(len(keys), len(NUTRIENTS))
     evidence = np.column_stack(
         [np.asarray(head[f"has_{f}"], dtype=bool) for f in FAMILIES]
         + [np.fromiter((bool(n) for n in names), dtype=bool, count=len(names))]
+        + [nutrient_evidence(nutrients)]
     ).reshape(len(keys), len(EVIDENCE))
     return ProductMatrix(
         X=X,
@@ -315,4 +342,5 @@ def product_matrix(
         names=names,
         evidence=evidence,
         partial=np.asarray(head["partial"], dtype=bool),
+        nutrients=nutrients,
     )

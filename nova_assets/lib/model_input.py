@@ -16,18 +16,28 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from nova_assets.lib.features import EVIDENCE, FAMILIES, ProductMatrix, csr_from_pairs
+from nova_assets.lib.features import (
+    EVIDENCE,
+    FAMILIES,
+    ProductMatrix,
+    csr_from_pairs,
+    nutrient_evidence,
+)
+from nova_assets.lib.nutrients import CSV_COLUMNS, NUTRIENTS
 
 INPUT_COLUMNS = tuple(f"{family}_tags" for family in FAMILIES)
 NAME_COLUMN = "product_name"
 PARTIAL_COLUMN = "partial_ingredients"
-OPTIONAL_COLUMNS = (NAME_COLUMN, PARTIAL_COLUMN)
+NUTRIENT_INPUTS = CSV_COLUMNS
+OPTIONAL_COLUMNS = (NAME_COLUMN, PARTIAL_COLUMN, *NUTRIENT_INPUTS)
 EXPECTED = (
     "each product needs the columns "
     + ", ".join(INPUT_COLUMNS)
     + ', each a list of OFF tags such as ["en:sugar", "en:palm-oil"] ([] for none), and may '
-    f"have {NAME_COLUMN} (text) and {PARTIAL_COLUMN} (true when many of its ingredients are "
-    "unknown to OFF)"
+    f"have {NAME_COLUMN} (text), {PARTIAL_COLUMN} (true when many of its ingredients are "
+    "unknown to OFF) and nutrients per 100 g as numbers named as OFF's CSV names them ("
+    + ", ".join(NUTRIENT_INPUTS)
+    + ")"
 )
 
 
@@ -110,14 +120,32 @@ def as_flag(value: object, *, row: int = 0) -> bool:
     )
 
 
+def as_nutrient(value: object, *, row: int = 0, column: str = "fat_100g") -> float:
+    """One nutrient cell: a possible amount per 100 g, or nothing (NaN)."""
+    if _missing(value):
+        return float("nan")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise _bad_model_input()(
+            f"row {row}, column {column}: expected a number per 100 g, got "
+            f"{type(value).__name__} {value!r}; {EXPECTED}"
+        )
+    limit = NUTRIENTS[NUTRIENT_INPUTS.index(column)].limit
+    if not np.isfinite(value) or not 0 <= value <= limit:
+        raise _bad_model_input()(
+            f"row {row}, column {column}: {value!r} per 100 g is impossible (0 to {limit:g})"
+        )
+    return float(value)
+
+
 @dataclass(frozen=True)
 class RawProducts:
-    """Checked raw input: per product, its tag lists, name and whether its ingredients are
-    partly unknown."""
+    """Checked raw input: per product, its tag lists, name, whether its ingredients are partly
+    unknown, and its nutrients (rows x NUTRIENTS, NaN where not given)."""
 
     tags: dict[str, list[list[str]]]
     names: list[str]
     partial: list[bool]
+    nutrients: np.ndarray
 
     def __len__(self) -> int:
         return len(self.names)
@@ -125,7 +153,8 @@ class RawProducts:
 
 def read_products(X: object) -> RawProducts:
     """The products of `X`, or BadModelInput saying what is wrong: not a table, no product, a
-    tag column missing, a cell of the wrong kind, a product with no tag and no name."""
+    tag column missing, a cell of the wrong kind or an impossible nutrient, a product with no
+    tag, no name and no nutrient."""
     if not isinstance(X, pd.DataFrame):
         raise _bad_model_input()(
             f"expected a table of products, got {type(X).__name__}; {EXPECTED}"
@@ -149,13 +178,24 @@ def read_products(X: object) -> RawProducts:
         if PARTIAL_COLUMN in X.columns
         else [False] * n
     )
-    empty = [i for i in range(n) if not names[i] and not any(tags[c][i] for c in INPUT_COLUMNS)]
+    nutrients = np.full((n, len(NUTRIENT_INPUTS)), np.nan, dtype=np.float32)
+    for k, column in enumerate(NUTRIENT_INPUTS):
+        if column in X.columns:
+            nutrients[:, k] = [
+                as_nutrient(v, row=i, column=column) for i, v in enumerate(X[column].tolist())
+            ]
+    known = ~np.isnan(nutrients).all(axis=1)
+    empty = [
+        i
+        for i in range(n)
+        if not names[i] and not known[i] and not any(tags[c][i] for c in INPUT_COLUMNS)
+    ]
     if empty:
         raise _bad_model_input()(
-            f"product(s) at row {_rows(empty)} have no tags and no name at all: nothing to "
-            "predict from"
+            f"product(s) at row {_rows(empty)} have no tags, no name and no nutrient at all: "
+            "nothing to predict from"
         )
-    return RawProducts(tags, names, partial)
+    return RawProducts(tags, names, partial, nutrients)
 
 
 def _rows(rows: Sequence[int], limit: int = 10) -> str:
@@ -164,8 +204,8 @@ def _rows(rows: Sequence[int], limit: int = 10) -> str:
 
 
 class ProductVectorizer(TransformerMixin, BaseEstimator):
-    """Raw products (tag list columns, optional `product_name` and `partial_ingredients`) to the
-    ProductMatrix of a fixed vocabulary."""
+    """Raw products (tag list columns, optional `product_name`, `partial_ingredients` and
+    nutrients) to the ProductMatrix of a fixed vocabulary."""
 
     def __init__(self, features: Sequence[str] = ()):
         self.features = features
@@ -188,7 +228,8 @@ class ProductVectorizer(TransformerMixin, BaseEstimator):
                         cols.append(col)
         n = len(raw)
         evidence = np.column_stack(
-            [[bool(t) for t in raw.tags[c]] for c in INPUT_COLUMNS] + [[bool(s) for s in raw.names]]
+            [[bool(t) for t in raw.tags[c]] for c in INPUT_COLUMNS]
+            + [[bool(s) for s in raw.names], nutrient_evidence(raw.nutrients)]
         ).reshape(n, len(EVIDENCE))
         return ProductMatrix(
             X=csr_from_pairs(np.array(rows), np.array(cols), n, len(self.features)),
@@ -198,6 +239,7 @@ class ProductVectorizer(TransformerMixin, BaseEstimator):
             names=np.array(raw.names, dtype=object),
             evidence=evidence,
             partial=np.array(raw.partial, dtype=bool),
+            nutrients=raw.nutrients,
         )
 
 
@@ -231,5 +273,14 @@ def example_input() -> pd.DataFrame:
             ],
             "product_name": ["Hazelnut spread with cocoa", "Eau minérale naturelle"],
             "partial_ingredients": [False, False],
+            **{
+                column: [spread, water]
+                for column, spread, water in zip(
+                    NUTRIENT_INPUTS,
+                    (539.0, 30.9, 10.6, 57.5, 56.3, 3.5, 6.3, 0.107),
+                    (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01),
+                    strict=True,
+                )
+            },
         }
     )

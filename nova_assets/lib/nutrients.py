@@ -9,8 +9,13 @@ In `products` a nutrient is a DOUBLE column named as the CSV export names it wit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nova_assets.lib.warehouse import sql_literal, sql_name
+
+if TYPE_CHECKING:
+    import numpy as np
+    from scipy import sparse
 
 KJ_PER_KCAL = 4.184
 SALT_PER_SODIUM = 2.5
@@ -137,3 +142,49 @@ def describe(csv: str, value: float) -> str:
     n = _BY_CSV[csv]
     shown = f"{value:.0f}" if value >= 10 else f"{value:.2g}"
     return f"{n.label} {shown} {n.unit} / 100 g"
+
+
+EDGES: dict[str, tuple[float, ...]] = {
+    "energy-kcal_100g": (5, 20, 40, 70, 100, 150, 200, 250, 300, 350, 400, 450, 500, 600),
+    "salt_100g": (0.01, 0.05, 0.1, 0.25, 0.5, 0.8, 1.2, 1.6, 2.2, 3, 5, 10, 30),
+    "fiber_100g": (0.1, 0.5, 1, 2, 3, 4, 6, 8, 12, 20),
+}
+GRAM_EDGES = (0.1, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 80)
+"""Thresholds a value is compared with, per nutrient: "more than 10 g of sugars" is one column.
+Fixed, not learned, so that the columns mean the same in every model and on every dump."""
+
+
+def thresholds(csv: str) -> tuple[float, ...]:
+    return EDGES.get(csv, GRAM_EDGES)
+
+
+NUTRIENT_FEATURES = sum(len(thresholds(n.csv)) + 1 for n in NUTRIENTS)
+"""Design columns of the nutrients: per nutrient, "known", then one per threshold passed."""
+
+
+def nutrient_design(values: np.ndarray, scale: float = 1.0) -> sparse.csr_matrix:
+    """Nutrient values (rows x NUTRIENTS, NaN for unknown) as thermometer columns: per
+    nutrient a "known" column, then one column per threshold the value exceeds. Ordered
+    columns let a linear model weigh "more sugar" smoothly, and an unknown value is all zeros
+    beside its "known" column, so it says nothing instead of "zero grams"."""
+    import numpy as np
+    from scipy import sparse
+
+    blocks = []
+    for k, n in enumerate(NUTRIENTS):
+        column = values[:, k]
+        known = ~np.isnan(column)
+        edges = np.asarray(thresholds(n.csv))
+        above = np.nan_to_num(column, nan=-np.inf)[:, None] > edges[None, :]
+        blocks.append(np.column_stack([known, above]))
+    dense = np.hstack(blocks).astype(np.float32) * np.float32(scale)
+    return sparse.csr_matrix(dense)
+
+
+def nutrient_columns() -> list[tuple[int, str]]:
+    """(index into NUTRIENTS, feature name) of each column of `nutrient_design`."""
+    names = []
+    for k, n in enumerate(NUTRIENTS):
+        names.append((k, f"nutrients:{n.csv}:known"))
+        names += [(k, f"nutrients:{n.csv}:>{edge:g}") for edge in thresholds(n.csv)]
+    return names

@@ -15,6 +15,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DUMP = REPO_ROOT / "data" / "sample" / "off_products_sample_1000.tsv.gz"
 SAMPLE_JSONL = REPO_ROOT / "data" / "sample" / "off_products_sample_100.jsonl.gz"
 """100 real OFF product documents with OFF's own NOVA markers and `nova_group_error`."""
+REAL_PRODUCTS = REPO_ROOT / "data" / "real" / "products.jsonl.gz"
+"""7,414 real products from 18 public sources, each with its source: for judging the model
+across sources (data/real/README.md)."""
 
 
 @dataclass(frozen=True)

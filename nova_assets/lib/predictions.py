@@ -16,8 +16,9 @@ import pyarrow as pa
 from sklearn.pipeline import Pipeline
 
 from nova_assets.lib.evidence import STATES
-from nova_assets.lib.features import EVIDENCE, ProductMatrix, product_matrix
+from nova_assets.lib.features import EVIDENCE, MIN_NUTRIENTS, ProductMatrix, product_matrix
 from nova_assets.lib.models import predict
+from nova_assets.lib.nutrients import NUTRIENT_COLUMNS
 from nova_assets.lib.reasons import reason_names, reasons
 from nova_assets.lib.warehouse import transaction
 
@@ -40,22 +41,29 @@ CREATE OR REPLACE TABLE nova_predictions (
 _HAS_INGREDIENTS = "(coalesce(len(ingredients_tags), 0) + coalesce(len(additives_tags), 0) > 0)"
 _HAS_CATEGORIES = "(coalesce(len(categories_tags), 0) > 0)"
 _HAS_NAME = "(nullif(trim(product_name), '') IS NOT NULL)"
+_HAS_NUTRIENTS = (
+    "("
+    + " + ".join(f"CAST({c} IS NOT NULL AS INTEGER)" for c in NUTRIENT_COLUMNS)
+    + f" >= {MIN_NUTRIENTS})"
+)
 _PARTIAL = "coalesce(nova_blank_reason = 'too_many_unknown_ingredients', false)"
 
 UNLABELLED_SQL = f"""
     SELECT rowid AS row_key, code, ingredients_tags, additives_tags, categories_tags, product_name,
-           {_PARTIAL} AS partial_ingredients
+           {_PARTIAL} AS partial_ingredients, {", ".join(NUTRIENT_COLUMNS)}
     FROM products
     WHERE nova_group IS NULL AND coalesce(nova_blank_reason, '') <> 'non_food'
-      AND ({_HAS_INGREDIENTS} OR {_HAS_CATEGORIES} OR {_HAS_NAME})
+      AND ({_HAS_INGREDIENTS} OR {_HAS_CATEGORIES} OR {_HAS_NAME} OR {_HAS_NUTRIENTS})
 """
-"""Every food product OFF left without a group that carries ingredients, categories or a name."""
+"""Every food product OFF left without a group that carries ingredients, categories, a name or
+nutrients."""
 
 STATE_SQL = f"""CASE
     WHEN {_HAS_INGREDIENTS} AND {_HAS_CATEGORIES} AND partial_ingredients THEN 'partial'
     WHEN {_HAS_INGREDIENTS} AND {_HAS_CATEGORIES} THEN 'complete'
     WHEN {_HAS_INGREDIENTS} THEN 'no_categories'
     WHEN {_HAS_CATEGORIES} THEN 'no_ingredients'
+    WHEN {_HAS_NUTRIENTS} THEN 'nutrients'
     ELSE 'name_only' END"""
 """`evidence.states` in SQL, over a row of UNLABELLED_SQL."""
 

@@ -140,7 +140,7 @@ def test_a_string_where_a_list_belongs_is_refused_by_the_signature(server):
             records({**WATER, "ingredients_tags": 3}),
             "column ingredients_tags to type 'Array(string)'",
         ),
-        (records({k: [] for k in WATER}), "have no tags and no name at all"),
+        (records({k: [] for k in WATER}), "have no tags, no name and no nutrient at all"),
         (records({**WATER, "product_name": 7}), "product_name"),
         ({"dataframe_split": {"columns": list(WATER), "data": []}}, "no product"),
         # No record has no column either: MLflow's signature check answers first.

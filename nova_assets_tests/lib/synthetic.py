@@ -8,6 +8,7 @@ import pandas as pd
 
 from nova_assets.lib.model_input import ProductVectorizer
 from nova_assets.lib.nova_rules import NOVA_MARKERS, marker_nova_group
+from nova_assets.lib.nutrients import CSV_COLUMNS
 
 NAMES = {
     1: ["fresh apples", "pommes fraîches", "frische Karotten", "lentejas verdes", "dried beans"],
@@ -25,10 +26,19 @@ CATEGORIES = {
 PLAIN = ["en:apple", "en:carrot", "en:bean", "en:peanut", "en:fruit", "en:wheat-flour"]
 MARKERS = {3: ["en:salt", "en:sugar"], 4: ["en:flavouring", "en:emulsifier"]}
 SHARES = (0.15, 0.05, 0.25, 0.55)
+# Per group, typical (energy kcal, fat, saturated fat, carbohydrates, sugars, fiber, proteins,
+# salt) per 100 g, as on OFF: sugary, fatty and salty the more processed.
+NUTRIENT_PROFILES = {
+    1: (60, 0.5, 0.1, 10, 6, 3, 2, 0.02),
+    2: (10, 0.0, 0.0, 2, 1, 0, 0, 60),
+    3: (300, 15, 5, 30, 15, 2, 8, 1.5),
+    4: (480, 22, 10, 60, 35, 1.5, 5, 0.8),
+}
 
 
 def products(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """`n` raw products (the model's input columns) and their groups by OFF's rules."""
+    """`n` raw products (the model's input columns, nutrients included) and their groups by
+    OFF's rules."""
     rng = np.random.default_rng(seed)
     rows, labels = [], []
     for target in rng.choice([1, 2, 3, 4], size=n, p=SHARES):
@@ -45,12 +55,17 @@ def products(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
         categories = list(CATEGORIES[target])
         name = f"{rng.choice(NAMES[target])} {rng.integers(100)}"
         labels.append(marker_nova_group(ingredients, additives, categories))
+        profile = np.array(NUTRIENT_PROFILES[labels[-1]], dtype=float)
+        values = np.clip(profile * rng.uniform(0.7, 1.3, size=len(profile)), 0, None)
+        values[1:] = np.minimum(values[1:], 100)
+        values[2], values[4] = min(values[2], values[1]), min(values[4], values[3])
         rows.append(
             {
                 "ingredients_tags": ingredients,
                 "additives_tags": additives,
                 "categories_tags": categories,
                 "product_name": name,
+                **dict(zip(CSV_COLUMNS, values.round(2), strict=True)),
             }
         )
     return pd.DataFrame(rows), np.array(labels, dtype=np.int8)

@@ -52,6 +52,12 @@ def test_each_slice_hides_exactly_its_evidence(products, name):
         else:
             assert (after == before).all()
     assert (hidden.names == products.names).all()
+    k = EVIDENCE.index("nutrients")
+    if "nutrients" in spec.hide:
+        assert np.isnan(hidden.nutrients).all() and not hidden.evidence[:, k].any()
+    else:
+        assert np.array_equal(hidden.nutrients, products.nutrients, equal_nan=True)
+        assert hidden.evidence[:, k].all()
     assert (hidden.partial == (spec.half_ingredients & products.evidence[:, 0])).all()
     assert products.X.nnz == synthetic.matrix(300).X.nnz  # the original is left as it was
 
@@ -72,6 +78,7 @@ def test_states_follow_the_evidence(products):
         "no_categories": "no_categories",
         "no_ingredients": "no_ingredients",
         "half_ingredients": "partial",
+        "name_nutrients": "nutrients",
         "name_only": "name_only",
         "no_additives": "complete",
     }
@@ -84,6 +91,7 @@ def test_states_follow_the_evidence(products):
 def test_evidence_labels_and_no_evidence(products):
     hidden = hide(products, "name_only")
     assert evidence_labels(hidden)[0] == ["name"]
+    assert evidence_labels(hide(products, "name_nutrients"))[0] == ["name", "nutrients"]
     assert evidence_labels(products)[0][0] == "ingredients"
     hidden.names[:] = ""
     hidden.evidence[:, EVIDENCE.index("name")] = False
@@ -92,14 +100,22 @@ def test_evidence_labels_and_no_evidence(products):
 
 def test_population_weights():
     weights = population_weights(
-        {"complete": 0, "no_categories": 10, "partial": 30, "no_ingredients": 40, "name_only": 20}
+        {
+            "complete": 0,
+            "no_categories": 10,
+            "partial": 30,
+            "no_ingredients": 30,
+            "nutrients": 10,
+            "name_only": 20,
+        }
     )
     assert weights == {
         "as_is": 0.0,
         "no_categories": 0.1,
-        "no_ingredients": 0.4,
+        "no_ingredients": 0.3,
         "half_ingredients": 0.3,
         "no_additives": 0.0,
+        "name_nutrients": 0.1,
         "name_only": 0.2,
     }
     equal = population_weights({})
@@ -113,6 +129,8 @@ def test_state_sql_is_the_python_states_on_real_unlabelled_products(tmp_path: Pa
     in_sql = dict(con.execute(f"SELECT code, {STATE_SQL} FROM ({UNLABELLED_SQL})").fetchall())
     assert [in_sql[c] for c in matrix.codes] == [STATES[s] for s in states(matrix)]
     counts = population(con)
-    assert sum(counts.values()) == len(matrix) == 153  # 173 blank products, 20 with nothing
+    # 173 blank products: 18 with nothing, 2 of them with nutrients alone
+    assert sum(counts.values()) == len(matrix) == 155
+    assert counts["nutrients"] > 0
     assert counts["name_only"] > 0 and counts["partial"] > 0 and counts["no_categories"] > 0
     con.close()

@@ -15,6 +15,7 @@ from nova_assets.lib.features import (
 )
 from nova_assets.lib.model_input import ProductVectorizer
 from nova_assets.lib.nova_rules import NOVA_MARKERS
+from nova_assets.lib.nutrients import NUTRIENT_COLUMNS
 
 
 @pytest.fixture
@@ -36,6 +37,8 @@ def con():
         "CREATE TABLE test_split AS SELECT * FROM (VALUES ('a','train'),('b','train'),('c','train'),"
         "('d','test'),('e','train'),('f','train')) t(code, split)"
     )
+    for column in NUTRIENT_COLUMNS:
+        con.execute(f"ALTER TABLE products ADD COLUMN {column} DOUBLE")
     yield con
     con.close()
 
@@ -67,10 +70,10 @@ def test_matrix_matches_the_raw_vectorizer_and_round_trips(con, tmp_path):
     assert list(train.codes) == ["a", "b", "c", "f"] and list(train.labels) == [4, 2, 3, 4]
     assert list(train.names) == ["Crisps", "Sucre", "", "Pizza"]
     assert train.evidence.tolist() == [
-        [True, True, True, True],
-        [True, False, True, True],
-        [True, True, True, False],
-        [False, False, True, True],
+        [True, True, True, True, False],
+        [True, False, True, True, False],
+        [True, True, True, False, False],
+        [False, False, True, True, False],
     ]
     assert not train.partial.any() and len(EVIDENCE) == train.evidence.shape[1]
     frame = con.execute(
@@ -83,8 +86,11 @@ def test_matrix_matches_the_raw_vectorizer_and_round_trips(con, tmp_path):
     train.save(tmp_path / "train.npz")
     loaded = ProductMatrix.load(tmp_path / "train.npz")
     assert (loaded.X != train.X).nnz == 0 and loaded.features == features
-    for field in ("codes", "labels", "names", "evidence", "partial"):
-        assert np.array_equal(getattr(loaded, field), getattr(train, field)), field
+    for field in ("codes", "labels", "names", "evidence", "partial", "nutrients"):
+        same = np.array_equal(
+            getattr(loaded, field), getattr(train, field), equal_nan=field == "nutrients"
+        )
+        assert same, field
 
 
 def test_names_of_every_script_survive_the_file(tmp_path):

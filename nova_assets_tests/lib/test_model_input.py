@@ -67,7 +67,7 @@ def test_a_frame_straight_from_duckdb_with_null_lists_is_products():
         ),
         (
             pd.DataFrame({k: [["x"], [], ["y"], []] for k in GOOD}),
-            "product(s) at row 1, 3 have no tags and no name at all",
+            "product(s) at row 1, 3 have no tags, no name and no nutrient at all",
         ),
         (
             pd.DataFrame({**{k: [["x"]] for k in GOOD}, "product_name": [3]}),
@@ -113,7 +113,7 @@ def test_the_vectorizer_checks_its_input():
     matrix = vectorizer.transform(pd.DataFrame(GOOD))
     assert matrix.X.toarray().tolist() == [[1.0], [0.0], [0.0]]
     assert matrix.evidence.tolist() == [
-        [True, True, False, False],
-        [True, False, False, False],
-        [False, False, True, False],
+        [True, True, False, False, False],
+        [True, False, False, False, False],
+        [False, False, True, False, False],
     ]

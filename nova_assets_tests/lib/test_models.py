@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from nova_assets.lib.candidates import MODEL_KINDS, parameter_grid
 from nova_assets.lib.evidence import STATE_SLICE, STATES, has_evidence, hide, states
 from nova_assets.lib.markers import rules_prediction
-from nova_assets.lib.model_input import ProductVectorizer, example_input
+from nova_assets.lib.model_input import NUTRIENT_INPUTS, ProductVectorizer, example_input
 from nova_assets.lib.models import TRUSTED_TYPES, fit_on_used_columns, fit_pipeline, predict
 from nova_assets.lib.reasons import explain
 from nova_assets.lib.registry import load_pipeline
@@ -157,6 +157,7 @@ def test_example_input_has_every_column_filled():
         "categories_tags",
         "product_name",
         "partial_ingredients",
+        *NUTRIENT_INPUTS,
     }
 
 

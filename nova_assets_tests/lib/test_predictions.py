@@ -7,6 +7,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from nova_assets.lib.models import fit_pipeline
+from nova_assets.lib.nutrients import NUTRIENT_COLUMNS
 from nova_assets.lib.predictions import coverage_by_reason, write_predictions
 from nova_assets_tests.lib import synthetic
 
@@ -29,6 +30,8 @@ def con():
             nova_blank_reason)
         """
     )
+    for column in NUTRIENT_COLUMNS:
+        con.execute(f"ALTER TABLE products ADD COLUMN {column} DOUBLE")
     yield con
     con.close()
 

@@ -1,0 +1,44 @@
+"""Real OFF products from many public sources (`data/real/`), as a `products` table with the
+source of each, for judging a model on sources, countries and languages it never saw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from nova_assets.lib.nutrients import NUTRIENTS, clean_sql
+from nova_assets.lib.warehouse import sql_literal
+
+TAGS = ("ingredients_tags", "additives_tags", "categories_tags", "countries_tags")
+
+
+def load_real_products(con: duckdb.DuckDBPyConnection, path: str | Path) -> int:
+    """`products` (the warehouse's columns that models read, plus `source`: the repository the
+    product came from) from the JSONL of `data/real/`; one row per code (the first). Nutrients
+    are cleaned as `products` cleans a dump's. Returns the row count."""
+    nutriments = ", ".join(
+        f"TRY_CAST(nutriments.{n.column.removesuffix('_100g')} AS DOUBLE) AS raw_{n.column}"
+        for n in NUTRIENTS
+    )
+    tags = ", ".join(f"CAST(nullif({t}, []) AS VARCHAR[]) AS {t}" for t in TAGS)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE products AS
+        SELECT code, nullif(trim(product_name), '') AS product_name, {tags},
+            CAST(nova_group AS TINYINT) AS nova_group, {clean_sql()},
+            split_part(source, '@', 1) AS source
+        FROM (
+            SELECT *, {nutriments} FROM read_json({sql_literal(str(path))}, format='newline_delimited',
+                columns={{code: 'VARCHAR', product_name: 'VARCHAR', nova_group: 'INTEGER',
+                    ingredients_tags: 'VARCHAR[]', additives_tags: 'VARCHAR[]',
+                    categories_tags: 'VARCHAR[]', countries_tags: 'VARCHAR[]',
+                    nutriments: 'STRUCT(energy_kcal DOUBLE, fat DOUBLE, saturated_fat DOUBLE,
+                        carbohydrates DOUBLE, sugars DOUBLE, fiber DOUBLE, proteins DOUBLE,
+                        salt DOUBLE)', source: 'VARCHAR'}})
+        )
+        WHERE nullif(trim(code), '') IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY code ORDER BY source) = 1
+        """
+    )
+    return con.execute("SELECT count(*) FROM products").fetchall()[0][0]
