@@ -130,6 +130,9 @@ class ProductMatrix:
     evidence: np.ndarray
     partial: np.ndarray
     nutrients: np.ndarray | None = None
+    nutrient_scores: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Out-of-fold answers of the nutrient trees for training rows (`nutrient_model`), set
+    while a model is fitted on them; other rows are scored by the fitted trees."""
     hashed_names: sparse.csr_matrix | None = field(default=None, repr=False, compare=False)
     """`name_vectors(names)`, once computed: hiding evidence or taking rows keeps it."""
 
@@ -156,6 +159,7 @@ class ProductMatrix:
             evidence=self.evidence[rows],
             partial=self.partial[rows],
             nutrients=self.nutrients[rows],
+            nutrient_scores=None if self.nutrient_scores is None else self.nutrient_scores[rows],
             hashed_names=None if self.hashed_names is None else self.hashed_names[rows],
         )
 
@@ -173,6 +177,9 @@ class ProductMatrix:
             evidence=np.concatenate([m.evidence for m in matrices]),
             partial=np.concatenate([m.partial for m in matrices]),
             nutrients=np.concatenate([m.nutrients for m in matrices]),
+            nutrient_scores=None
+            if any(m.nutrient_scores is None for m in matrices)
+            else np.concatenate([m.nutrient_scores for m in matrices]),
             hashed_names=None
             if any(h is None for h in hashed)
             else sparse.vstack(hashed, format="csr"),

@@ -45,6 +45,8 @@ from nova_assets.lib.features import (
 from nova_assets.lib.markers import ADDITIVES_IN_INGREDIENTS, Markers
 from nova_assets.lib.model_input import ProductVectorizer
 from nova_assets.lib.names import NAME_FEATURES
+from nova_assets.lib.nutrient_model import fit_nutrient_model
+from nova_assets.lib.nutrient_model import scores as nutrient_scores
 from nova_assets.lib.nutrients import NUTRIENT_FEATURES, nutrient_design
 
 GROUPS = calibration.GROUPS
@@ -58,6 +60,10 @@ ingredients, 0.960 to 0.971 on names only)."""
 NUTRIENT_SCALE = 0.5
 """The nutrient columns' value: up to 15 of them are on per nutrient, against a name's one
 unit-length vector."""
+TREE_STATES = ("no_categories", "nutrients")
+"""The states whose experts read the nutrient trees' answer: products without categories.
+Where categories are in sight, the trees' answer made the experts worse on real products of
+sources they never saw (bench_model_real.py), as if it stood for what categories say better."""
 ALL = "all"
 """The expert key of a kind that does not mask evidence: one expert serves every state."""
 
@@ -67,6 +73,8 @@ TRUSTED_TYPES = [
     "nova_assets.lib.models.NovaClassifier",
     "nova_assets.lib.markers.Markers",
     "sklearn.tree._tree.Tree",
+    # The nutrient trees' nodes; `load_pipeline` checks every index in them before use.
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 ]
 
 
@@ -102,15 +110,15 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         if spec.names:
             blocks.append(("name", NAME_FEATURES))
         if spec.nutrients:
-            blocks.append(("nutrients", NUTRIENT_FEATURES))
+            blocks += [("nutrients", NUTRIENT_FEATURES), ("nutrient_trees", len(GROUPS))]
         return blocks
 
     def _tags(self, matrix: ProductMatrix) -> sparse.csr_matrix:
         """The tag columns of the families this kind reads."""
         return matrix.X if len(self.columns_) == matrix.X.shape[1] else matrix.X[:, self.columns_]
 
-    def _design(self, matrix: ProductMatrix) -> sparse.csr_matrix:
-        """The columns the expert reads, for products already masked as wanted."""
+    def _design(self, matrix: ProductMatrix, state: str | None = None) -> sparse.csr_matrix:
+        """The columns the expert of `state` reads, for products already masked as wanted."""
         spec = candidate(self.kind)
         tags = self._tags(matrix)
         parts = [tags]
@@ -126,7 +134,13 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         if spec.names:
             parts.append(matrix.name_vectors())
         if spec.nutrients:
-            parts.append(nutrient_design(matrix.nutrients, NUTRIENT_SCALE))
+            known = matrix.evidence[:, EVIDENCE.index("nutrients")] & (state in TREE_STATES)
+            trees = (
+                nutrient_scores(self.nutrient_model_, matrix.nutrients, known)
+                if matrix.nutrient_scores is None
+                else matrix.nutrient_scores * known[:, None]
+            )
+            parts += [nutrient_design(matrix.nutrients, NUTRIENT_SCALE), sparse.csr_matrix(trees)]
         return parts[0].tocsr() if len(parts) == 1 else sparse.hstack(parts, format="csr")
 
     def _hash_names(self, matrix: ProductMatrix) -> None:
@@ -155,6 +169,12 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         self._hash_names(matrix)
         self.experts_: dict[str, BaseEstimator] = {}
+        self.nutrient_model_ = None
+        if spec.nutrients:
+            self.nutrient_model_, oof = fit_nutrient_model(
+                matrix.nutrients, matrix.evidence[:, EVIDENCE.index("nutrients")], y
+            )
+            matrix = replace(matrix, nutrient_scores=oof)
         if not spec.masking:
             estimator = spec.build(**(self.params or {}))
             self.experts_[ALL] = fit_on_used_columns(
@@ -191,7 +211,7 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         for _, state, rows, labels in self._state_rows(matrix, y):
             if len(np.unique(labels)) < 2:
                 continue
-            design = self._design(rows)
+            design = self._design(rows, state)
             del rows
             if folder is not None:
                 path = str(Path(folder) / f"{state}.npz")
@@ -301,7 +321,7 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
             if expert is None:
                 proba[rows] = 1 / len(GROUPS)
                 continue
-            design = self._design(matrix.take(rows))
+            design = self._design(matrix.take(rows), state)
             columns = np.searchsorted(GROUPS, expert.classes_)
             proba[np.ix_(rows, columns)] = expert.predict_proba(design)
         if self.markers_ is not None:

@@ -158,4 +158,12 @@ def load_pipeline(tracking_uri: str, model_uri: str) -> Pipeline:
         raise UntrustedModelError(
             f"{model_uri} holds types this code does not trust: {', '.join(unknown)}"
         )
-    return skops.io.load(path, trusted=TRUSTED_TYPES)
+    pipeline = skops.io.load(path, trusted=TRUSTED_TYPES)
+    from nova_assets.lib.nutrient_model import trees_are_sound
+
+    classifier = (
+        pipeline.named_steps.get("classifier") if hasattr(pipeline, "named_steps") else None
+    )
+    if not trees_are_sound(getattr(classifier, "nutrient_model_", None)):
+        raise UntrustedModelError(f"{model_uri} holds nutrient trees that point outside themselves")
+    return pipeline

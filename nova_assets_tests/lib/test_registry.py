@@ -61,3 +61,21 @@ def test_loading_asks_the_given_store_not_the_process_wide_one(store, tmp_path):
     for model_uri in (f"models:/m/{version}", uri):
         loaded = load_pipeline(store[0], model_uri)
         assert list(loaded.predict(np.eye(4))) == list(pipeline.predict(np.eye(4)))
+
+
+def test_nutrient_trees_pointing_outside_themselves_are_refused(store):
+    from nova_assets.lib.models import TRUSTED_TYPES, fit_pipeline
+    from nova_assets_tests.lib import synthetic
+
+    train = synthetic.matrix(400)
+    pipeline = fit_pipeline("evidence_logistic_regression", train, train.labels)
+    trees = pipeline.named_steps["classifier"].nutrient_model_
+    assert trees is not None
+    sound = load_pipeline(store[0], log(store, pipeline, skops_trusted_types=TRUSTED_TYPES))
+    assert (sound.predict(synthetic.products(20, seed=5)[0]) >= 1).all()
+    node = trees._predictors[0][0].nodes
+    inner = np.flatnonzero(node["is_leaf"] == 0)[0]
+    node["left"][inner] = len(node) + 1000  # a tampered file's index past the tree's end
+    uri = log(store, pipeline, skops_trusted_types=TRUSTED_TYPES)
+    with pytest.raises(UntrustedModelError, match="nutrient trees that point outside"):
+        load_pipeline(store[0], uri)
