@@ -105,6 +105,7 @@ def run_ours(workdir: Path, threads: int, repeats: int) -> dict[str, Any]:
 def run_reference(workdir: Path, threads: int, repeats: int) -> dict[str, Any]:
     import numpy as np
 
+    from nova_assets.lib.nutrients import as_model_input_sql
     from nova_assets.lib.predictions import UNLABELLED_SQL
     from nova_assets.lib.warehouse import connect
 
@@ -115,7 +116,7 @@ def run_reference(workdir: Path, threads: int, repeats: int) -> dict[str, Any]:
             cpu_started, started = _cpu_seconds(), time.perf_counter()
             result = con.execute(
                 f"SELECT code, ingredients_tags, additives_tags, categories_tags, product_name, "
-                f"partial_ingredients FROM ({UNLABELLED_SQL})"
+                f"partial_ingredients, {as_model_input_sql()} FROM ({UNLABELLED_SQL})"
             )
             groups = []
             while len(frame := result.fetch_df_chunk(REFERENCE_CHUNK_ROWS // 2048)):

@@ -6,8 +6,9 @@
 
 `--code` looks the product up in the published read-only copy (so it works while runs write);
 otherwise give what you know of the product: `--name` and comma-separated OFF tags with
-`--tags` (ingredients), `--additives`, `--categories`, and `--partial-ingredients` when many
-of its ingredients are unknown to OFF. Errors are one line on stderr with exit code 2.
+`--tags` (ingredients), `--additives`, `--categories`, `--partial-ingredients` when many
+of its ingredients are unknown to OFF, and nutrients per 100 g as OFF's CSV names them
+(`--sugars_100g 48 --energy-kcal_100g 539`). Errors are one line on stderr with exit code 2.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import pandas as pd
 from nova_assets.lib.model_input import (
     INPUT_COLUMNS,
     NAME_COLUMN,
+    NUTRIENT_INPUTS,
     PARTIAL_COLUMN,
     BadModelInput,
     as_tags,
 )
+from nova_assets.lib.nutrients import as_model_input_sql
 from nova_assets.lib.paths import data_paths
 from nova_assets.lib.reasons import explain
 from nova_assets.lib.registry import (
@@ -52,12 +55,13 @@ def product_by_code(code: str) -> dict:
     with duckdb.connect(str(catalog), read_only=True) as con:
         row = con.execute(
             "SELECT code, product_name, nova_group, nova_blank_reason, ingredients_tags, "
-            "additives_tags, categories_tags FROM products WHERE code = ?",
+            f"additives_tags, categories_tags, {as_model_input_sql()} FROM products "
+            "WHERE code = ?",
             [code],
         ).fetchall()
     if not row:
         raise PredictError(f"no product with code {code!r} in {catalog}")
-    code, name, group, reason, ingredients, additives, categories = row[0]
+    code, name, group, reason, ingredients, additives, categories, *nutrients = row[0]
     return {
         "code": code,
         "product_name": name,
@@ -67,6 +71,7 @@ def product_by_code(code: str) -> dict:
         "additives_tags": list(additives or []),
         "categories_tags": list(categories or []),
         "partial_ingredients": reason == "too_many_unknown_ingredients",
+        **dict(zip(NUTRIENT_INPUTS, nutrients, strict=True)),
     }
 
 
@@ -80,7 +85,7 @@ def predict(product: dict) -> dict:
     if champion is None:
         raise PredictError(f"{MODEL_NAME} has no '{CHAMPION}' model yet: {MATERIALIZE_FIRST}")
     pipeline = load_pipeline(uri, f"models:/{MODEL_NAME}/{champion.version}")
-    columns = (*INPUT_COLUMNS, NAME_COLUMN, PARTIAL_COLUMN)
+    columns = (*INPUT_COLUMNS, NAME_COLUMN, PARTIAL_COLUMN, *NUTRIENT_INPUTS)
     frame = pd.DataFrame({c: [product.get(c)] for c in columns})
     try:
         (answer,) = explain(pipeline, frame)
@@ -105,12 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="many of the ingredients are unknown to OFF (its too_many_unknown_ingredients)",
     )
+    for column in NUTRIENT_INPUTS:
+        parser.add_argument(
+            f"--{column}", type=float, metavar="AMOUNT", help="per 100 g, as OFF's CSV names it"
+        )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    described = [args.name, args.tags, args.additives, args.categories]
+    nutrients = {c: getattr(args, c.replace("-", "_")) for c in NUTRIENT_INPUTS}
+    described = [args.name, args.tags, args.additives, args.categories, *nutrients.values()]
     if bool(args.code) == any(v is not None for v in described):
         parser.error(
-            "give either --code, or the product: --name and/or --tags/--additives/--categories"
+            "give either --code, or the product: --name and/or --tags/--additives/--categories "
+            "and/or its nutrients (--sugars_100g …)"
         )
     try:
         if args.code:
@@ -122,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "additives_tags": as_tags(args.additives),
                 "categories_tags": as_tags(args.categories),
                 "partial_ingredients": args.partial_ingredients,
+                **nutrients,
             }
         answer = predict(product)
     except PredictError as exc:

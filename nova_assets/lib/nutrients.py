@@ -188,3 +188,8 @@ def nutrient_columns() -> list[tuple[int, str]]:
         names.append((k, f"nutrients:{n.csv}:known"))
         names += [(k, f"nutrients:{n.csv}:>{edge:g}") for edge in thresholds(n.csv)]
     return names
+
+
+def as_model_input_sql() -> str:
+    """The nutrient columns of `products` under the model input's (CSV) names."""
+    return ", ".join(f'{n.column} AS "{n.csv}"' for n in NUTRIENTS)

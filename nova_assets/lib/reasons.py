@@ -10,10 +10,14 @@ from sklearn.pipeline import Pipeline
 
 from nova_assets.lib.evidence import STATES, evidence_labels, states
 from nova_assets.lib.features import ProductMatrix
-from nova_assets.lib.models import NovaClassifier, predict
+from nova_assets.lib.models import NUTRIENT_SCALE, NovaClassifier, predict
+from nova_assets.lib.nutrients import CSV_COLUMNS, describe, nutrient_columns, nutrient_design
 
 NAME_REASON = "product_name"
 """The reason given when the product's name, taken as a whole, pushed towards the answer."""
+PROFILE_REASON = "nutrient_profile"
+"""The reason given when the nutrient trees' answer, the nutrients taken together, pushed
+towards the answer."""
 
 
 def _classifier_weights(expert) -> tuple[np.ndarray, np.ndarray]:
@@ -106,6 +110,13 @@ def reasons(
             all_rows.append(members)
             all_cols.append(np.full(len(members), n_used, dtype=np.int32))
             all_values.append(pushed[np.arange(len(members)), class_index])
+        if _block(classifier, "nutrients") is not None:
+            for cols, values in _nutrient_contributions(
+                classifier, state, W, matrix.take(members), class_index
+            ):
+                all_rows.append(members)
+                all_cols.append(np.full(len(members), n_used + 1 + cols, dtype=np.int32))
+                all_values.append(values)
     if not all_rows:
         return np.zeros(len(matrix) + 1, dtype=np.int32), np.zeros(0, dtype=np.int32)
     rows, cols, values = (np.concatenate(a) for a in (all_rows, all_cols, all_values))
@@ -116,8 +127,29 @@ def reasons(
 
 
 def reason_names(classifier: NovaClassifier) -> list[str]:
-    """What the indices `reasons` returns stand for: the tags the classifier reads, then the name."""
-    return [*classifier.used_features_, NAME_REASON]
+    """What the indices `reasons` returns stand for: the tags the classifier reads, the name,
+    each nutrient (named as the CSV names it), and the nutrients taken together."""
+    return [*classifier.used_features_, NAME_REASON, *CSV_COLUMNS, PROFILE_REASON]
+
+
+def _nutrient_contributions(
+    classifier: NovaClassifier,
+    state: str,
+    W: np.ndarray,
+    matrix: ProductMatrix,
+    class_index: np.ndarray,
+):
+    """(index among the nutrient reasons, push of each row towards its answer): each nutrient's
+    threshold columns, then the nutrient trees' answer."""
+    design = nutrient_design(matrix.nutrients, NUTRIENT_SCALE).toarray()
+    weights = W[:, _block(classifier, "nutrients")][class_index]
+    pushed = design * weights
+    owner = np.array([k for k, _ in nutrient_columns()])
+    for k in range(len(CSV_COLUMNS)):
+        yield k, pushed[:, owner == k].sum(axis=1)
+    trees = classifier._design(matrix, state)[:, _block(classifier, "nutrient_trees")].toarray()
+    tree_weights = W[:, _block(classifier, "nutrient_trees")][class_index]
+    yield len(CSV_COLUMNS), (trees * tree_weights).sum(axis=1)
 
 
 def _tag_contributions(
@@ -179,13 +211,22 @@ def _top_per_row(
 
 def explain(pipeline: Pipeline, products: pd.DataFrame, k: int = 3) -> list[dict]:
     """Answer, calibrated probability, whether it is confident, the evidence used and the
-    reasons, for products given raw (tag lists, optional name and partial flag)."""
+    reasons (a nutrient with its value: "sugars 48 g / 100 g"), for products given raw (tag
+    lists, optional name, partial flag and nutrients)."""
     matrix = pipeline.named_steps["products"].transform(products)
     classifier: NovaClassifier = pipeline.named_steps["classifier"]
     answer = predict(pipeline, matrix)
     offsets, cols = reasons(classifier, matrix, answer.groups, k)
     names = reason_names(classifier)
     evidence = evidence_labels(matrix)
+
+    def said(i: int, c: int) -> str:
+        """A reason as a person reads it: a nutrient with the product's own value."""
+        name = names[c]
+        if name in CSV_COLUMNS:
+            return describe(name, float(matrix.nutrients[i, CSV_COLUMNS.index(name)]))
+        return name
+
     return [
         {
             "nova_group": int(answer.groups[i]),
@@ -193,7 +234,7 @@ def explain(pipeline: Pipeline, products: pd.DataFrame, k: int = 3) -> list[dict
             "confident": bool(answer.confident[i]),
             "evidence": evidence[i],
             "partial_ingredients": bool(matrix.partial[i]),
-            "reasons": [names[c] for c in cols[offsets[i] : offsets[i + 1]]],
+            "reasons": [said(i, c) for c in cols[offsets[i] : offsets[i + 1]]],
         }
         for i in range(len(matrix))
     ]

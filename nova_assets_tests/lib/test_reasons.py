@@ -1,6 +1,8 @@
 """Reasons are the product's own tags (or its name) that pushed towards the answer, strongest
 first; a marker model's first reason for a group is a marker of that group."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,15 @@ from nova_assets.lib.features import split_feature
 from nova_assets.lib.model_input import ProductVectorizer
 from nova_assets.lib.models import fit_pipeline, predict
 from nova_assets.lib.nova_rules import marker_group
-from nova_assets.lib.reasons import NAME_REASON, explain, reason_names, reasons, tag_weights
+from nova_assets.lib.nutrients import CSV_COLUMNS
+from nova_assets.lib.reasons import (
+    NAME_REASON,
+    PROFILE_REASON,
+    explain,
+    reason_names,
+    reasons,
+    tag_weights,
+)
 from nova_assets_tests.lib import synthetic
 
 
@@ -105,3 +115,31 @@ def test_explain_answers_raw_products(trained):
     for answer in (first, second, third):
         assert 0 < answer["probability"] <= 1 and isinstance(answer["confident"], bool)
         assert answer["partial_ingredients"] is False
+
+
+def test_nutrients_are_reasons_named_with_their_values(trained):
+    train, test = trained
+    pipeline = fit_pipeline("evidence_logistic_regression", train, train.labels)
+    classifier = pipeline.named_steps["classifier"]
+    known = hide(test, "name_nutrients")
+    answers = predict(pipeline, known).groups
+    offsets, cols = reasons(classifier, known, answers, k=3)
+    names = reason_names(classifier)
+    given = {names[c] for c in cols}
+    assert given & set(CSV_COLUMNS), given  # nutrients push where they are the evidence
+    assert given <= {NAME_REASON, PROFILE_REASON, *CSV_COLUMNS}
+    raw = pd.DataFrame(
+        {
+            "ingredients_tags": [[]],
+            "additives_tags": [[]],
+            "categories_tags": [[]],
+            "product_name": [""],
+            **dict(
+                zip(CSV_COLUMNS, [[v] for v in (480, 22, 10, 60, 35, 1.5, 5, 0.8)], strict=True)
+            ),
+        }
+    )
+    (answer,) = explain(pipeline, raw)
+    assert answer["evidence"] == ["nutrients"] and answer["nova_group"] == 4
+    spelled = [r for r in answer["reasons"] if "/ 100 g" in r]
+    assert spelled and all(re.fullmatch(r"[a-z ]+ [\d.]+ (g|kcal) / 100 g", r) for r in spelled)

@@ -126,12 +126,14 @@ def test_the_mix_weighs_slices_like_the_unlabelled_products(runs):
     report, _ = runs["first"]
     weights = report["weights"]
     assert weights["as_is"] == weights["no_additives"] == 0
-    # The sample's 153 blank products with evidence: 71 name only, 37 categories and name, 24
-    # partly unknown ingredients with categories, 21 ingredients without categories.
-    assert weights["name_only"] == pytest.approx(71 / 153)
-    assert weights["no_ingredients"] == pytest.approx(37 / 153)
-    assert weights["half_ingredients"] == pytest.approx(24 / 153)
-    assert weights["no_categories"] == pytest.approx(21 / 153)
+    # The sample's 155 blank products with evidence: 55 with nutrients and no tag (53 of them
+    # named), 18 name only, 37 categories and name, 24 partly unknown ingredients with
+    # categories, 21 ingredients without categories.
+    assert weights["name_nutrients"] == pytest.approx(55 / 155)
+    assert weights["name_only"] == pytest.approx(18 / 155)
+    assert weights["no_ingredients"] == pytest.approx(37 / 155)
+    assert weights["half_ingredients"] == pytest.approx(24 / 155)
+    assert weights["no_categories"] == pytest.approx(21 / 155)
     for key in MODELS:
         mixed = sum(weights[n] * e[key]["macro_f1"] for n, e in report["slices"].items())
         assert report[key]["macro_f1"] == pytest.approx(mixed)
@@ -146,6 +148,7 @@ def test_thresholds_and_reliability(runs):
         "no_categories",
         "partial",
         "no_ingredients",
+        "nutrients",
         "name_only",
     }
     for entry in report["slices"].values():
