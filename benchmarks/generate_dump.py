@@ -6,6 +6,7 @@ real tag pool, `nova_group` recomputed with OFF's marker rules at realistic clas
 the dump's quirks (unescaped quotes, re-emitted duplicate codes, rare lines with extra tabs).
 
 Usage: python benchmarks/generate_dump.py ROWS OUT [--seed N] [--gzip | --parquet] [--template PATH]
+       [--variant]
 """
 
 from __future__ import annotations
@@ -351,8 +352,15 @@ def generate_dump(
     seed: int = 0,
     gzip: bool = False,
     template: Path | None = None,
+    variant: bool = False,
 ) -> dict:
     """Write an OFF-shaped dump of `rows` data lines to `out` and return its statistics.
+
+    `variant` makes a second, different generator: each product's name (and brand) comes from
+    a template row drawn whatever its group, additives are only in the ingredients text (not
+    in `additives_tags` nor as e-numbers among the ingredient tags), and a third of the marker
+    tags are spelled as our marker list does not know them (OFF's taxonomy does: the label is
+    computed before). Its names then say nothing of the group, and its tags less than they do.
 
     Labels are steered (a target group is drawn per row and tags are picked to produce it)
     but always written as `compute_nova_group` of the written tags, so the file is exactly
@@ -405,7 +413,9 @@ def generate_dump(
                 # The real row the product is made from: one OFF gave the target group (any
                 # row for an unlabelled product), so its name and brand go with the group;
                 # its own categories too, where they give the group with the ingredients.
-                template, own = _choose(pools.by_group.get(target) or every_row, u[11])
+                template, own = _choose(
+                    every_row if variant else pools.by_group.get(target) or every_row, u[11]
+                )
                 bundle: tuple[list[str], tuple[str, str, str, str]] | None = None
                 unknown = False
                 if target == 4:
@@ -470,6 +480,10 @@ def generate_dump(
                 label = compute_nova_group(tags, additive_tags, cat_tags, bool(text))
                 if unknown and label != 4:
                     label = None
+                if variant and tag_field:
+                    tags = _respelled(tags, u[13])
+                    tag_field = ",".join(tags)
+                    additive_values = empty_additives
                 if target and label != target:
                     steer_misses += 1
 
@@ -537,6 +551,23 @@ def generate_dump(
         "raw_bytes": raw_bytes,
         "seconds": time.perf_counter() - started,
     }
+
+
+E_NUMBER = re.compile(r"^[a-z]{2}:e\d")
+
+
+def _respelled(tags: list[str], u: float) -> list[str]:
+    """The variant's ingredient tags: no e-numbers (additives stay in the text), and a third of
+    the marker tags spelled otherwise (American spelling, or a plural), chosen by `u`."""
+    out = []
+    for k, tag in enumerate(tags):
+        if E_NUMBER.match(tag):
+            continue
+        if marker_group("ingredients", tag) and (u * 7.31 + k * 0.618) % 1.0 < 1 / 3:
+            other = tag.replace("our", "or")
+            tag = other if other != tag else f"{tag}s"
+        out.append(tag)
+    return out
 
 
 def _target_thresholds() -> list[tuple[float, int]]:
@@ -644,13 +675,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parquet", action="store_true", help="write OFF's Parquet export schema instead"
     )
+    parser.add_argument(
+        "--variant",
+        action="store_true",
+        help="the second generator: names independent of the group, additives only in the "
+        "text, a third of the markers spelled otherwise",
+    )
     args = parser.parse_args(argv)
     if args.rows < 0:
         parser.error("ROWS must be >= 0")
     if args.parquet and args.gzip:
         parser.error("--parquet and --gzip exclude each other (Parquet compresses itself)")
     tsv = args.out.with_name(args.out.name + ".tsv") if args.parquet else args.out
-    stats = generate_dump(args.rows, tsv, args.seed, args.gzip, args.template)
+    stats = generate_dump(args.rows, tsv, args.seed, args.gzip, args.template, args.variant)
     if args.parquet:
         rows = write_parquet(tsv, args.out)
         tsv.unlink()

@@ -43,6 +43,7 @@ from nova_assets.lib.features import (
     split_feature,
 )
 from nova_assets.lib.markers import ADDITIVES_IN_INGREDIENTS, Markers
+from nova_assets.lib.metrics import present_macro_f1
 from nova_assets.lib.model_input import ProductVectorizer
 from nova_assets.lib.names import NAME_FEATURES
 from nova_assets.lib.nutrient_model import fit_nutrient_model
@@ -200,6 +201,7 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         self.precision_target_ = calibration.PRECISION_TARGET
         self.thresholds_ = np.full((len(STATES), len(GROUPS)), calibration.PRECISION_TARGET)
         self.group_1_floor_ = np.zeros(len(STATES))
+        self.rules_gate_ = np.zeros((len(STATES), len(GROUPS)), dtype=bool)
         return self
 
     def _designs(
@@ -275,6 +277,7 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         self.precision_target_ = float(target)
         self.thresholds_ = np.full((len(STATES), len(GROUPS)), float(target))
         self.group_1_floor_ = np.zeros(len(STATES))
+        self.rules_gate_ = np.zeros((len(STATES), len(GROUPS)), dtype=bool)
         self._hash_names(matrix)
         for index, state, masked, masked_y in self._state_rows(matrix, np.asarray(y)):
             raw = self._raw_proba(masked, np.full(len(masked), index))
@@ -286,6 +289,10 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
                 proba[says_1, 0], masked_y[says_1] == GROUPS[0], group_1_precision, unmeasured=0.5
             )
             best = self._answers(raw, proba, np.full(len(masked), index))
+            if self.markers_ is not None and state not in TAGLESS_STATES:
+                rules = self.markers_.highest(self._tags(masked))
+                self.rules_gate_[index] = rules_gate(best, rules, masked_y)
+                best = self._gated(best, rules, np.full(len(masked), index))
             probability = proba[np.arange(len(best)), best]
             for g_index in range(len(GROUPS)):
                 rows = best == g_index
@@ -338,11 +345,23 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
             best[doubtful] = raw[doubtful, 1:].argmax(axis=1) + 1
         return best
 
+    def _gated(self, best: np.ndarray, rules: np.ndarray, state_index: np.ndarray) -> np.ndarray:
+        """The answers with OFF's rules' answer where, in its state, it was right at least as
+        often as the experts' on the validation rows (see `rules_gate`)."""
+        gate = getattr(self, "rules_gate_", None)
+        if gate is None:
+            return best
+        use_rules = gate[state_index, rules - 1]
+        return np.where(use_rules, rules - 1, best)
+
     def answer(self, matrix: ProductMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(column in GROUPS of each answer, calibrated probabilities, evidence states)."""
         state_index = states(matrix)
         raw, proba = self._scores(matrix, state_index)
-        return self._answers(raw, proba, state_index), proba, state_index
+        best = self._answers(raw, proba, state_index)
+        if self.markers_ is not None:
+            best = self._gated(best, self.markers_.highest(self._tags(matrix)), state_index)
+        return best, proba, state_index
 
     def scores(self, matrix: ProductMatrix) -> tuple[np.ndarray, np.ndarray]:
         """(the experts' probabilities, the calibrated ones), both over GROUPS.
@@ -405,6 +424,38 @@ def _half_without_nutrients(matrix: ProductMatrix, seed: int = 0) -> ProductMatr
     evidence = matrix.evidence.copy()
     evidence[drop, EVIDENCE.index("nutrients")] = False
     return replace(matrix, nutrients=nutrients, evidence=evidence)
+
+
+TAGLESS_STATES = ("nutrients", "name_only")
+"""States whose products carry no tag: OFF's rules read nothing there, so they do not answer."""
+MIN_GATE_ROWS = 30
+"""Validation rows a (state, rules' answer) cell needs before the experts may answer there
+instead of OFF's rules."""
+GATE_MARGIN = 0.005
+"""How much higher the experts' validation macro-F1 must be for them to answer instead."""
+
+
+def rules_gate(best: np.ndarray, rules: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per group g (as OFF's rules answer it on the evidence left): whether the rows where the
+    rules say g take the rules' answer. The rules answer by default; each group in turn, the
+    experts take over only where the validation rows (`best`: the experts' answers, columns in
+    GROUPS) are enough to measure (MIN_GATE_ROWS) and give them a macro-F1 higher by
+    GATE_MARGIN: the model departs from OFF's rules only where it was measured to do better
+    than them, in the figure it is judged by."""
+    gate = np.zeros(len(GROUPS), dtype=bool)
+    groups = np.asarray(GROUPS)
+    answers = groups[best]
+    for k, group in enumerate(GROUPS):
+        rows = rules == group
+        if not rows.any():
+            continue
+        ruled = answers.copy()
+        ruled[rows] = group
+        measured = rows.sum() >= MIN_GATE_ROWS
+        if not measured or present_macro_f1(y, answers) < present_macro_f1(y, ruled) + GATE_MARGIN:
+            gate[k] = True
+            answers = ruled
+    return gate
 
 
 RULED_OUT = {

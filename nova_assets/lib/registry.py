@@ -24,8 +24,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_INPUT = "model_input"
 """Version tag naming the input a version takes, set last when it is registered: a version
-without it was cut short, or predates products with names and evidence."""
-CURRENT_INPUT = "products-v2"
+without it was cut short, or predates products with names, evidence and nutrients."""
+CURRENT_INPUT = "products-v3"
 TRAINING_FINGERPRINT = "training_fingerprint"
 """Version tag: the dump, features, settings and code it was trained from (see
 tracking.training_fingerprint)."""

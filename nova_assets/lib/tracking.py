@@ -19,7 +19,13 @@ from mlflow.types.schema import Array, ColSpec, Schema
 
 from nova_assets.lib import builds
 from nova_assets.lib.evidence import SLICES
-from nova_assets.lib.model_input import INPUT_COLUMNS, NAME_COLUMN, PARTIAL_COLUMN, example_input
+from nova_assets.lib.model_input import (
+    INPUT_COLUMNS,
+    NAME_COLUMN,
+    NUTRIENT_INPUTS,
+    PARTIAL_COLUMN,
+    example_input,
+)
 from nova_assets.lib.models import TRUSTED_TYPES, predict
 from nova_assets.lib.paths import REPO_ROOT
 from nova_assets.lib.registry import (
@@ -39,10 +45,12 @@ SIGNATURE = ModelSignature(
             ColSpec(DataType.string, NAME_COLUMN, required=False),
             ColSpec(DataType.boolean, PARTIAL_COLUMN, required=False),
         ]
+        + [ColSpec(DataType.double, column, required=False) for column in NUTRIENT_INPUTS]
     ),
     outputs=Schema([ColSpec(DataType.long)]),
 )
-"""Tag lists required (empty lists are fine); the name and the partial flag optional."""
+"""Tag lists required (empty lists are fine); the name, the partial flag and the nutrients per
+100 g (named as OFF's CSV names them) optional."""
 
 
 TRAIN_ACCURACY_ROWS = 50_000

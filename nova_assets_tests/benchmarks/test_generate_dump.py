@@ -201,3 +201,38 @@ def test_cli_writes_gzip_and_prints_summary(tmp_path: Path) -> None:
     lines = gzip.decompress(out.read_bytes()).decode("utf-8").rstrip("\n").split("\n")
     assert len(lines) == 1201
     assert "rows=1200" in result.stderr and "broken=1" in result.stderr
+
+
+def test_the_variant_hides_additives_in_the_text_and_respells_markers(
+    generator: ModuleType, tmp_path: Path, dump: tuple[Path, dict]
+) -> None:
+    path = tmp_path / "variant.tsv"
+    stats = generator.generate_dump(ROWS, path, seed=7, variant=True)
+    columns, rows, _ = _read(path)
+    at = {c: columns.index(c) for c in ("additives_tags", "ingredients_tags", "nova_group")}
+    assert not any(row[at["additives_tags"]] for row in rows)
+    ingredients = [_tags(row[at["ingredients_tags"]]) for row in rows]
+    assert not any(generator.E_NUMBER.match(t) for tags in ingredients for t in tags)
+    respelled = sum("en:flavoring" in tags or "en:emulsifiers" in tags for tags in ingredients)
+    assert respelled > 20
+    # The labels still come from OFF's rules on what OFF saw, so hidden markers make the tags
+    # say less than the label: some group-4 products show no group-4 marker.
+    hidden = sum(
+        row[at["nova_group"]] == "4" and not any(marker_group("ingredients", t) == 4 for t in tags)
+        for row, tags in zip(rows, ingredients, strict=True)
+    )
+    assert hidden > 0 and stats["labelled"] > 0.2 * ROWS
+    # Names are drawn whatever the group: as many distinct names per group as the first
+    # generator gives at most, and every group shares names with another.
+    _, first, _ = _read(dump[0])
+    name = columns.index("product_name")
+    by_group: dict[str, set] = defaultdict(set)
+    for row in rows:
+        if row[at["nova_group"]]:
+            by_group[row[at["nova_group"]]].add(row[name])
+    assert by_group["1"] & by_group["4"]
+    first_groups: dict[str, set] = defaultdict(set)
+    for row in first:
+        if row[at["nova_group"]]:
+            first_groups[row[at["nova_group"]]].add(row[name])
+    assert not first_groups["1"] & first_groups["4"]

@@ -140,6 +140,13 @@ def test_the_mix_weighs_slices_like_the_unlabelled_products(runs):
     assert report["model"]["macro_f1"] > report["rules"]["macro_f1"]
 
 
+def test_the_model_is_never_below_offs_rules_on_the_evidence_left(runs):
+    """On every slice of the sample's real test products, whatever the slice hides."""
+    report, _ = runs["first"]
+    for name, entry in report["slices"].items():
+        assert entry["model"]["macro_f1"] >= entry["rules"]["macro_f1"], name
+
+
 def test_thresholds_and_reliability(runs):
     report, _ = runs["first"]
     assert report["precision_target"] == 0.95
