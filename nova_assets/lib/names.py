@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,10 +20,29 @@ _SPACE = np.uint64(ord(" "))
 NAME_CHUNK = 10_000
 
 
+def _unaccented() -> dict[int, str]:
+    """Latin letters with diacritics to their base letter ("é" to "e", "ł" to "l"), for
+    `str.translate`: "Pâte" and "pate", "Müsli" and "musli" share their n-grams. Other scripts
+    are left as they are."""
+    table = {}
+    for code in range(0xC0, 0x250):
+        char = chr(code)
+        base = unicodedata.normalize("NFKD", char)[0]
+        if base != char and base.isascii() and base.isalpha():
+            table[code] = base
+    table.update({ord("ł"): "l", ord("Ł"): "L", ord("ø"): "o", ord("Ø"): "O", ord("đ"): "d"})
+    table.update({ord("ß"): "ss", ord("æ"): "ae", ord("œ"): "oe"})
+    return table
+
+
+UNACCENTED = _unaccented()
+
+
 def name_vectors(names: Sequence[str]) -> sparse.csr_matrix:
     """Product names as hashed character n-grams within words, each row of unit length.
 
-    The names are lowercased and split into words, each word padded with a space on either
+    The names are lowercased, stripped of Latin diacritics (UNACCENTED) and split into words,
+    each word padded with a space on either
     side; every 2- to 4-character run inside a padded word counts once per occurrence, in
     column `hash(run) mod NAME_FEATURES`. Names come in every language and script: no
     vocabulary to learn or store, and "chocolat", "Schokolade" and "chocolate" share runs.
@@ -38,7 +58,10 @@ def name_vectors(names: Sequence[str]) -> sparse.csr_matrix:
         with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1)) as pool:
             return sparse.vstack(list(pool.map(name_vectors, chunks)), format="csr")
     n = len(names)
-    texts = [f" {' '.join(name.lower().split())} " if name else "" for name in names]
+    texts = [
+        f" {' '.join(name.lower().translate(UNACCENTED).split())} " if name else ""
+        for name in names
+    ]
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
     lengths[lengths <= 2] = 0  # a name of blanks is no name
     total = int(lengths.sum())
