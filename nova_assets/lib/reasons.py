@@ -9,9 +9,10 @@ from scipy import sparse
 from sklearn.pipeline import Pipeline
 
 from nova_assets.lib.evidence import STATES, evidence_labels, states
-from nova_assets.lib.features import ProductMatrix
-from nova_assets.lib.models import NUTRIENT_SCALE, NovaClassifier, predict
-from nova_assets.lib.nutrients import CSV_COLUMNS, describe, nutrient_columns, nutrient_design
+from nova_assets.lib.features import EVIDENCE, ProductMatrix
+from nova_assets.lib.models import NUTRIENT_SCALE, TREE_STATES, NovaClassifier, predict
+from nova_assets.lib.nutrient_model import scores as nutrient_scores
+from nova_assets.lib.nutrients import CSV_COLUMNS, describe, thresholds
 
 NAME_REASON = "product_name"
 """The reason given when the product's name, taken as a whole, pushed towards the answer."""
@@ -111,8 +112,9 @@ def reasons(
             all_cols.append(np.full(len(members), n_used, dtype=np.int32))
             all_values.append(pushed[np.arange(len(members)), class_index])
         if _block(classifier, "nutrients") is not None:
+            carried = matrix.evidence[members, EVIDENCE.index("nutrients")]
             for cols, values in _nutrient_contributions(
-                classifier, state, W, matrix.take(members), class_index
+                classifier, state, W, matrix.nutrients[members], carried, class_index
             ):
                 all_rows.append(members)
                 all_cols.append(np.full(len(members), n_used + 1 + cols, dtype=np.int32))
@@ -136,18 +138,27 @@ def _nutrient_contributions(
     classifier: NovaClassifier,
     state: str,
     W: np.ndarray,
-    matrix: ProductMatrix,
+    nutrients: np.ndarray,
+    carried: np.ndarray,
     class_index: np.ndarray,
 ):
-    """(index among the nutrient reasons, push of each row towards its answer): each nutrient's
-    threshold columns, then the nutrient trees' answer."""
-    design = nutrient_design(matrix.nutrients, NUTRIENT_SCALE).toarray()
-    weights = W[:, _block(classifier, "nutrients")][class_index]
-    pushed = design * weights
-    owner = np.array([k for k, _ in nutrient_columns()])
-    for k in range(len(CSV_COLUMNS)):
-        yield k, pushed[:, owner == k].sum(axis=1)
-    trees = classifier._design(matrix, state)[:, _block(classifier, "nutrient_trees")].toarray()
+    """(index among the nutrient reasons, push of each row towards its answer), for rows with
+    these `nutrients`, `carried` where they count as evidence: each nutrient's
+    threshold columns, then the nutrient trees' answer. A nutrient's push is its "known"
+    weight plus the weights of the thresholds its value passes, read off cumulative sums: no
+    rows x columns array."""
+    block = W[:, _block(classifier, "nutrients")] * NUTRIENT_SCALE
+    start = 0
+    for k, column in enumerate(CSV_COLUMNS):
+        edges = np.asarray(thresholds(column))
+        weights = block[:, start : start + 1 + len(edges)]
+        start += 1 + len(edges)
+        cumulative = np.hstack([weights[:, :1], weights[:, :1] + np.cumsum(weights[:, 1:], axis=1)])
+        values = nutrients[:, k]
+        known = ~np.isnan(values)
+        passed = np.searchsorted(edges, np.nan_to_num(values, nan=-np.inf), side="left")
+        yield k, np.where(known, cumulative[class_index, passed], 0.0)
+    trees = nutrient_scores(classifier.nutrient_model_, nutrients, carried & (state in TREE_STATES))
     tree_weights = W[:, _block(classifier, "nutrient_trees")][class_index]
     yield len(CSV_COLUMNS), (trees * tree_weights).sum(axis=1)
 

@@ -143,3 +143,29 @@ def test_nutrients_are_reasons_named_with_their_values(trained):
     assert answer["evidence"] == ["nutrients"] and answer["nova_group"] == 4
     spelled = [r for r in answer["reasons"] if "/ 100 g" in r]
     assert spelled and all(re.fullmatch(r"[a-z ]+ [\d.]+ (g|kcal) / 100 g", r) for r in spelled)
+
+
+def test_a_nutrients_push_is_the_weight_of_its_columns(trained):
+    """The cumulative-sum shortcut gives each nutrient the sum of its design columns' weights."""
+    from nova_assets.lib.models import NUTRIENT_SCALE
+    from nova_assets.lib.nutrients import nutrient_columns, nutrient_design
+    from nova_assets.lib.reasons import _block, _classifier_weights, _nutrient_contributions
+
+    train, test = trained
+    classifier = fit_pipeline("evidence_logistic_regression", train, train.labels).named_steps[
+        "classifier"
+    ]
+    _, W = _classifier_weights(classifier.expert("complete"))
+    nutrients = test.nutrients.copy()
+    nutrients[::3, 2] = np.nan  # some values unknown
+    classes = np.arange(len(test)) % 4
+    pushed = dict(
+        _nutrient_contributions(
+            classifier, "complete", W, nutrients, np.ones(len(test), bool), classes
+        )
+    )
+    dense = nutrient_design(nutrients, NUTRIENT_SCALE).toarray()
+    weighed = dense * W[:, _block(classifier, "nutrients")][classes]
+    owner = np.array([k for k, _ in nutrient_columns()])
+    for k in range(len(CSV_COLUMNS)):
+        assert np.allclose(pushed[k], weighed[:, owner == k].sum(axis=1)), CSV_COLUMNS[k]
