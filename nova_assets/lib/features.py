@@ -18,12 +18,17 @@ from scipy import sparse
 
 from nova_assets.lib.files import atomic_path
 from nova_assets.lib.names import name_vectors
-from nova_assets.lib.nova_rules import NOVA_MARKERS
+from nova_assets.lib.nova_rules import FLAVOURED_WATERS_CATEGORIES, NOVA_MARKERS, WATERS_CATEGORY
 from nova_assets.lib.nutrients import NUTRIENT_COLUMNS, NUTRIENTS
 
 FAMILIES = ("ingredients", "additives", "categories")
 EVIDENCE = (*FAMILIES, "name", "nutrients")
 """What a product can carry, in the column order of `ProductMatrix.evidence`."""
+WATER_FEATURES = tuple(
+    f"categories:{c}" for c in (WATERS_CATEGORY, *sorted(FLAVOURED_WATERS_CATEGORIES))
+)
+"""Always in the vocabulary beside the markers: OFF gives plain waters group 1 without
+ingredients, and the model does as OFF does."""
 MIN_NUTRIENTS = 2
 """A product carries nutrients as evidence from this many known values on (energy alone
 says little)."""
@@ -70,15 +75,16 @@ def labelled_rows_sql(split: str) -> str:
 
 def build_vocabulary(con: duckdb.DuckDBPyConnection, min_count: int) -> list[str]:
     """Learn the vocabulary from training rows only: tags seen in at least `min_count` of them,
-    and every one of OFF's NOVA markers whatever its count, so the marker features see each
-    marker a product has, as the rules do.
+    and every one of OFF's NOVA markers (and WATER_FEATURES) whatever its count, so the marker
+    features see each marker a product has, as the rules do.
 
     Replaces `feature_vocabulary` and returns its features in column order.
     """
+    kept = [*NOVA_MARKERS, *WATER_FEATURES]
     markers = pa.table(
         {
-            "family": [split_feature(m)[0] for m in NOVA_MARKERS],
-            "tag": [split_feature(m)[1] for m in NOVA_MARKERS],
+            "family": [split_feature(m)[0] for m in kept],
+            "tag": [split_feature(m)[1] for m in kept],
         }
     )
     con.execute(VOCABULARY_DDL)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import sparse
 
-from nova_assets.lib.features import FAMILIES, split_feature
+from nova_assets.lib.features import FAMILIES, WATER_FEATURES, split_feature
 from nova_assets.lib.nova_rules import marker_group, rules_group
 
 MARKER_GROUPS = (2, 3, 4)
@@ -38,6 +38,20 @@ class Markers:
                 self.indicator[:, col] = in_ingredients == group
             else:
                 self.indicator[:, col] = (families == family) & (self.groups == group)
+
+        index = {f: i for i, f in enumerate(features)}
+        self.waters = [index[f] for f in WATER_FEATURES[:1] if f in index]
+        self.flavoured_waters = [index[f] for f in WATER_FEATURES[1:] if f in index]
+
+    def plain_water(self, X: sparse.csr_matrix) -> np.ndarray:
+        """Rows filed under en:waters and not under a flavoured water: OFF keeps such a product
+        in group 1 when it has no ingredients."""
+        if not self.waters:
+            return np.zeros(X.shape[0], dtype=bool)
+        water = np.asarray(X[:, self.waters].sum(axis=1)).ravel() > 0
+        if self.flavoured_waters:
+            water &= np.asarray(X[:, self.flavoured_waters].sum(axis=1)).ravel() == 0
+        return water
 
     @staticmethod
     def columns() -> list[tuple[str, int]]:

@@ -332,7 +332,16 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
             columns = np.searchsorted(GROUPS, expert.classes_)
             proba[np.ix_(rows, columns)] = expert.predict_proba(design)
         if self.markers_ is not None:
-            proba = rules_floor(proba, self.markers_.highest(self._tags(matrix)))
+            tags = self._tags(matrix)
+            highest = self.markers_.highest(tags)
+            proba = rules_floor(proba, highest)
+            # OFF's own answer without ingredients: a plain water with no marker is group 1.
+            ev = matrix.evidence
+            no_ingredients = (
+                ~ev[:, EVIDENCE.index("ingredients")] & ~ev[:, EVIDENCE.index("additives")]
+            )
+            water = self.markers_.plain_water(tags) & no_ingredients & (highest == GROUPS[0])
+            proba[water] = np.eye(len(GROUPS))[0]
         return proba
 
     def _answers(self, raw: np.ndarray, proba: np.ndarray, state_index: np.ndarray) -> np.ndarray:

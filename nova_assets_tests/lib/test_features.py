@@ -8,6 +8,7 @@ import pytest
 
 from nova_assets.lib.features import (
     EVIDENCE,
+    WATER_FEATURES,
     ProductMatrix,
     build_vocabulary,
     labelled_rows_sql,
@@ -61,7 +62,9 @@ def test_vocabulary_comes_from_labelled_train_rows_and_holds_every_marker(con):
 
 def test_min_count_keeps_frequent_tags_and_the_markers(con):
     features = build_vocabulary(con, min_count=2)
-    assert sorted(set(features) - set(NOVA_MARKERS)) == ["categories:en:snacks"]
+    kept = set(NOVA_MARKERS) | set(WATER_FEATURES)
+    assert sorted(set(features) - kept) == ["categories:en:snacks"]
+    assert set(WATER_FEATURES) <= set(features)
 
 
 def test_matrix_matches_the_raw_vectorizer_and_round_trips(con, tmp_path):

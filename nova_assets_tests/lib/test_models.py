@@ -219,3 +219,34 @@ def test_unused_columns_get_zero_coefficients_and_a_start_over_other_groups_is_i
     two_groups = LogisticRegression().fit(X, np.where(y > 2, 4, 1))
     started = fit_on_used_columns(LogisticRegression(max_iter=500), X, y, start=two_groups)
     np.testing.assert_allclose(started.coef_, cold.coef_)
+
+
+def test_a_plain_water_without_ingredients_is_group_1_as_off_says():
+    import pandas as pd
+
+    from nova_assets.lib.features import WATER_FEATURES
+    from nova_assets.lib.model_input import ProductVectorizer
+
+    frame, labels = synthetic.products(1500)
+    features = sorted({*synthetic.vocabulary(frame), *WATER_FEATURES})
+    train = ProductVectorizer(features).fit().transform(frame)
+    pipeline = fit_pipeline("evidence_logistic_regression", train, labels)
+    water = ["en:beverages", "en:waters", "en:mineral-waters"]
+    raw = pd.DataFrame(
+        {
+            "ingredients_tags": [[], ["en:water", "en:flavouring"], []],
+            "additives_tags": [[], [], []],
+            "categories_tags": [water, water, ["en:beverages", "en:waters", "en:flavoured-waters"]],
+            "product_name": ["", "", ""],
+        }
+    )
+    groups = pipeline.predict(raw)
+    assert groups[0] == 1  # OFF keeps a plain water in group 1 without ingredients
+    assert groups[1] == 4  # a group-4 marker is final, water or not
+    classifier = pipeline.named_steps["classifier"]
+    matrix = pipeline.named_steps["products"].transform(raw)
+    assert classifier.markers_.plain_water(classifier._tags(matrix)).tolist() == [
+        True,
+        True,
+        False,
+    ]
