@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import duckdb
 
@@ -391,45 +391,30 @@ def _replace_products(
             f"dump {dump.source} has {products} products against {previous} in the current "
             f"table, a fall of more than {max_shrink:.0%}; refusing to replace it"
         )
-    duplicates = lines_read - rows_without_code - products
     invalid_nutrients = con.execute(
         f"SELECT coalesce(sum({nutrients.invalid_count_sql()}), 0) FROM staged_products "
         "ANTI JOIN losing_rows ON losing_rows.staged_row = staged_products.rowid "
         "WHERE code IS NOT NULL"
     ).fetchone()[0]
+    stats = IngestStats(
+        lines_read=lines_read,
+        skipped_lines=skipped,
+        rows_without_code=rows_without_code,
+        duplicate_rows=lines_read - rows_without_code - products,
+        invalid_nova_groups=invalid,
+        products=products,
+        previous_products=previous,
+        repaired_lines=repaired,
+        invalid_nutrients=int(invalid_nutrients),
+    )
+    recorded = [f for f in fields(IngestStats) if f.name != "previous_products"]
     con.execute(
-        """
-        INSERT OR REPLACE INTO dumps BY NAME SELECT ? AS dump_sha256, ? AS source,
-            ? AS path, ? AS bytes, ? AS lines_read, ? AS skipped_lines,
-            ? AS rows_without_code, ? AS duplicate_rows, ? AS invalid_nova_groups,
-            ? AS products, current_timestamp AS ingested_at, ? AS repaired_lines,
-            ? AS invalid_nutrients
-        """,
-        [
-            dump.sha256,
-            dump.source,
-            dump.path,
-            dump.bytes,
-            lines_read,
-            skipped,
-            rows_without_code,
-            duplicates,
-            invalid,
-            products,
-            repaired,
-            invalid_nutrients,
-        ],
+        "INSERT OR REPLACE INTO dumps BY NAME SELECT ? AS dump_sha256, ? AS source, ? AS path, "
+        "? AS bytes, current_timestamp AS ingested_at, "
+        + ", ".join(f"? AS {f.name}" for f in recorded),
+        [dump.sha256, dump.source, dump.path, dump.bytes]
+        + [getattr(stats, f.name) for f in recorded],
     )
     for table in ("staged_products", "losing_rows", "nova_markers", "marker_votes"):
         con.execute(f"DROP TABLE {table}")
-    return IngestStats(
-        lines_read,
-        skipped,
-        rows_without_code,
-        duplicates,
-        invalid,
-        products,
-        previous,
-        repaired,
-        int(invalid_nutrients),
-    )
+    return stats

@@ -13,6 +13,12 @@ from nova_assets.lib.paths import data_paths
 from nova_assets.lib.registry import CHAMPION, EXPERIMENT, MODEL_NAME
 
 OUR_CODE = str(Path(__file__).resolve().parents[2] / "nova_assets")
+FAST_MODEL = {
+    "candidates": ["reference_bernoulli_nb", "evidence_logistic_regression"],
+    "C": [1.0],
+    "alpha": [1.0],
+}
+"""`nova_model`'s config for tests of what follows it: two candidates, one setting each."""
 
 
 def run_graph(

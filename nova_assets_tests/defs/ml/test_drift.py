@@ -14,7 +14,7 @@ from dagster import DagsterInstance
 from nova_assets.definitions import defs
 from nova_assets.lib.dump_format import EXTRA_FIELD, dump_header, read_csv_sql
 from nova_assets.lib.paths import REPO_ROOT, data_paths
-from nova_assets_tests.defs.graph import OUR_CODE, failure_text
+from nova_assets_tests.defs.graph import FAST_MODEL, OUR_CODE, failure_text
 
 sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.generate_dump import generate_dump  # noqa: E402
@@ -22,14 +22,7 @@ from benchmarks.generate_dump import generate_dump  # noqa: E402
 ROWS = 2000
 RUN_CONFIG = {
     "ops": {
-        # One setting per candidate: drift is under test, not the model search.
-        "nova_model": {
-            "config": {
-                "candidates": ["reference_bernoulli_nb", "evidence_logistic_regression"],
-                "C": [1.0],
-                "alpha": [1.0],
-            }
-        },
+        "nova_model": {"config": FAST_MODEL},  # drift is under test, not the model search
         # At 2000 rows a tag in 2 products is sampling noise; 5 keeps the vocabulary stable.
         "nova_drift": {"config": {"min_count": 5}},
     }

@@ -16,14 +16,8 @@ from nova_assets.lib.evidence import SLICES
 from nova_assets.lib.nova_rules import marker_group
 from nova_assets.lib.paths import data_paths
 from nova_assets.lib.registry import MODEL_NAME
-from nova_assets_tests.defs.graph import OUR_CODE, failure_text
+from nova_assets_tests.defs.graph import FAST_MODEL, OUR_CODE, failure_text
 
-# Two candidates and one setting each: the report is what is under test, not the model search.
-FAST_MODEL = {
-    "candidates": ["reference_bernoulli_nb", "evidence_logistic_regression"],
-    "C": [1.0],
-    "alpha": [1.0],
-}
 SECTIONS = (
     "### The mix",
     "### Slices",

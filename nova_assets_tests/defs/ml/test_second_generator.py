@@ -10,24 +10,13 @@ import pytest
 from dagster import DagsterInstance
 
 from nova_assets.lib.paths import REPO_ROOT, data_paths
-from nova_assets_tests.defs.graph import failure_text, run_graph
+from nova_assets_tests.defs.graph import FAST_MODEL, failure_text, run_graph
 
 sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.generate_dump import generate_dump  # noqa: E402
 
 ROWS = 8000
 """About 400 labelled test products: one product moves a slice's macro-F1 by less than 0.01."""
-FAST_MODEL = {
-    "ops": {
-        "nova_model": {
-            "config": {
-                "candidates": ["reference_bernoulli_nb", "evidence_logistic_regression"],
-                "C": [1.0],
-                "alpha": [1.0],
-            }
-        }
-    }
-}
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["first", "second"])
@@ -41,7 +30,9 @@ def report(request, tmp_path_factory) -> dict:
         for name in ("MLFLOW_TRACKING_URI", "NOVA_INCOMING_DIR"):
             mp.delenv(name, raising=False)
         with DagsterInstance.ephemeral() as instance:
-            result, ours = run_graph(instance, run_config=FAST_MODEL)
+            result, ours = run_graph(
+                instance, run_config={"ops": {"nova_model": {"config": FAST_MODEL}}}
+            )
             assert result.success, failure_text(result)
             assert ours == []
             return json.loads((data_paths().reports / "evaluation.json").read_text())
