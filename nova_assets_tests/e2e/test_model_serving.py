@@ -1,6 +1,6 @@
 """`mlflow models serve` on the champion, as the README shows it: a real server on 127.0.0.1
-answering raw products (tags, and optionally a name and the partial flag), and a 400 with a
-clear message for each kind of bad request."""
+answering raw products (tags, and optionally a name, the partial flag and nutrients), and a
+400 with a clear message for each kind of bad request."""
 
 import json
 import os
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nova_assets.lib.model_input import ProductVectorizer, example_input
+from nova_assets.lib.model_input import NUTRIENT_INPUTS, ProductVectorizer, example_input
 from nova_assets.lib.models import TRUSTED_TYPES, fit_pipeline
 from nova_assets.lib.registry import CHAMPION, MODEL_NAME, client_for
 from nova_assets.lib.tracking import SIGNATURE
@@ -120,6 +120,19 @@ def test_a_name_is_enough_and_the_optional_columns_are_taken(server):
     assert answer["predictions"] == [4, 1, 4]
 
 
+def test_nutrients_per_100_g_are_taken_and_enough_alone(server):
+    nothing = {k: [] for k in WATER}
+    # A sugary, fatty product as synthetic group-4 products are, known by nothing else.
+    sweet = dict(zip(NUTRIENT_INPUTS, synthetic.NUTRIENT_PROFILES[4], strict=True), **nothing)
+    with_tags = {
+        **SPREAD,
+        **dict(zip(NUTRIENT_INPUTS, synthetic.NUTRIENT_PROFILES[4], strict=True)),
+    }
+    status, answer = invoke(server, records(sweet, with_tags, {**WATER, "fat_100g": None}))
+    assert status == 200, answer
+    assert answer["predictions"] == [4, 4, 1]
+
+
 def test_a_string_where_a_list_belongs_is_refused_by_the_signature(server):
     row = {**WATER, "ingredients_tags": "en:water,en:mineral-water"}
     status, answer = invoke(server, records(row))
@@ -142,6 +155,8 @@ def test_a_string_where_a_list_belongs_is_refused_by_the_signature(server):
         ),
         (records({k: [] for k in WATER}), "have no tags, no name and no nutrient at all"),
         (records({**WATER, "product_name": 7}), "product_name"),
+        (records({**WATER, "sugars_100g": 150.0}), "sugars_100g: 150.0 per 100 g is impossible"),
+        (records({**WATER, "sugars_100g": "lots"}), "sugars_100g"),
         ({"dataframe_split": {"columns": list(WATER), "data": []}}, "no product"),
         # No record has no column either: MLflow's signature check answers first.
         ({"dataframe_records": []}, "Model is missing inputs"),
@@ -152,6 +167,8 @@ def test_a_string_where_a_list_belongs_is_refused_by_the_signature(server):
         "number-not-list",
         "all-lists-empty",
         "number-as-name",
+        "impossible-nutrient",
+        "text-as-nutrient",
         "no-rows",
         "no-records",
     ],
