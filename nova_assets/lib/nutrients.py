@@ -22,6 +22,8 @@ SALT_PER_SODIUM = 2.5
 MAX_KCAL = 1000.0
 """Pure fat is 900 kcal per 100 g; more is a typo or kJ written as kcal."""
 MAX_GRAMS = 100.0
+GRAM_EDGES = (0.1, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 80)
+"""The thresholds a nutrient in grams is compared with, unless it has its own."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class Nutrient:
     factor: float = 1.0
     whole: str | None = None
     """The nutrient this one is part of (saturated fat of fat, sugars of carbohydrates)."""
+    edges: tuple[float, ...] = GRAM_EDGES
+    """Thresholds its value is compared with: "more than 10 g of sugars" is one design column.
+    Fixed, not learned, so that the columns mean the same in every model and on every dump."""
 
     @property
     def column(self) -> str:
@@ -53,14 +58,27 @@ class Nutrient:
 
 
 NUTRIENTS = (
-    Nutrient("energy-kcal_100g", "energy", "kcal", fallback="energy_100g", factor=1 / KJ_PER_KCAL),
+    Nutrient(
+        "energy-kcal_100g",
+        "energy",
+        "kcal",
+        fallback="energy_100g",
+        factor=1 / KJ_PER_KCAL,
+        edges=(5, 20, 40, 70, 100, 150, 200, 250, 300, 350, 400, 450, 500, 600),
+    ),
     Nutrient("fat_100g", "fat"),
     Nutrient("saturated-fat_100g", "saturated fat", whole="fat_100g"),
     Nutrient("carbohydrates_100g", "carbohydrates"),
     Nutrient("sugars_100g", "sugars", whole="carbohydrates_100g"),
-    Nutrient("fiber_100g", "fiber"),
+    Nutrient("fiber_100g", "fiber", edges=(0.1, 0.5, 1, 2, 3, 4, 6, 8, 12, 20)),
     Nutrient("proteins_100g", "proteins"),
-    Nutrient("salt_100g", "salt", fallback="sodium_100g", factor=SALT_PER_SODIUM),
+    Nutrient(
+        "salt_100g",
+        "salt",
+        fallback="sodium_100g",
+        factor=SALT_PER_SODIUM,
+        edges=(0.01, 0.05, 0.1, 0.25, 0.5, 0.8, 1.2, 1.6, 2.2, 3, 5, 10, 30),
+    ),
 )
 NUTRIENT_COLUMNS = tuple(n.column for n in NUTRIENTS)
 """The nutrient columns of `products`, in order."""
@@ -144,21 +162,7 @@ def describe(csv: str, value: float) -> str:
     return f"{n.label} {shown} {n.unit} / 100 g"
 
 
-EDGES: dict[str, tuple[float, ...]] = {
-    "energy-kcal_100g": (5, 20, 40, 70, 100, 150, 200, 250, 300, 350, 400, 450, 500, 600),
-    "salt_100g": (0.01, 0.05, 0.1, 0.25, 0.5, 0.8, 1.2, 1.6, 2.2, 3, 5, 10, 30),
-    "fiber_100g": (0.1, 0.5, 1, 2, 3, 4, 6, 8, 12, 20),
-}
-GRAM_EDGES = (0.1, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 80)
-"""Thresholds a value is compared with, per nutrient: "more than 10 g of sugars" is one column.
-Fixed, not learned, so that the columns mean the same in every model and on every dump."""
-
-
-def thresholds(csv: str) -> tuple[float, ...]:
-    return EDGES.get(csv, GRAM_EDGES)
-
-
-NUTRIENT_FEATURES = sum(len(thresholds(n.csv)) + 1 for n in NUTRIENTS)
+NUTRIENT_FEATURES = sum(len(n.edges) + 1 for n in NUTRIENTS)
 """Design columns of the nutrients: per nutrient, "known", then one per threshold passed."""
 
 
@@ -174,20 +178,11 @@ def nutrient_design(values: np.ndarray, scale: float = 1.0) -> sparse.csr_matrix
     for k, n in enumerate(NUTRIENTS):
         column = values[:, k]
         known = ~np.isnan(column)
-        edges = np.asarray(thresholds(n.csv))
+        edges = np.asarray(n.edges)
         above = np.nan_to_num(column, nan=-np.inf)[:, None] > edges[None, :]
         blocks.append(np.column_stack([known, above]))
     dense = np.hstack(blocks).astype(np.float32) * np.float32(scale)
     return sparse.csr_matrix(dense)
-
-
-def nutrient_columns() -> list[tuple[int, str]]:
-    """(index into NUTRIENTS, feature name) of each column of `nutrient_design`."""
-    names = []
-    for k, n in enumerate(NUTRIENTS):
-        names.append((k, f"nutrients:{n.csv}:known"))
-        names += [(k, f"nutrients:{n.csv}:>{edge:g}") for edge in thresholds(n.csv)]
-    return names
 
 
 def as_model_input_sql() -> str:

@@ -12,7 +12,7 @@ from nova_assets.lib.evidence import STATES, evidence_labels, states
 from nova_assets.lib.features import EVIDENCE, ProductMatrix
 from nova_assets.lib.models import NUTRIENT_SCALE, TREE_STATES, NovaClassifier, predict
 from nova_assets.lib.nutrient_model import scores as nutrient_scores
-from nova_assets.lib.nutrients import CSV_COLUMNS, describe, thresholds
+from nova_assets.lib.nutrients import CSV_COLUMNS, NUTRIENTS, describe
 
 NAME_REASON = "product_name"
 """The reason given when the product's name, taken as a whole, pushed towards the answer."""
@@ -149,8 +149,8 @@ def _nutrient_contributions(
     rows x columns array."""
     block = W[:, _block(classifier, "nutrients")] * NUTRIENT_SCALE
     start = 0
-    for k, column in enumerate(CSV_COLUMNS):
-        edges = np.asarray(thresholds(column))
+    for k, nutrient in enumerate(NUTRIENTS):
+        edges = np.asarray(nutrient.edges)
         weights = block[:, start : start + 1 + len(edges)]
         start += 1 + len(edges)
         cumulative = np.hstack([weights[:, :1], weights[:, :1] + np.cumsum(weights[:, 1:], axis=1)])
