@@ -46,8 +46,7 @@ from nova_assets.lib.markers import ADDITIVES_IN_INGREDIENTS, Markers
 from nova_assets.lib.metrics import present_macro_f1
 from nova_assets.lib.model_input import ProductVectorizer
 from nova_assets.lib.names import NAME_FEATURES
-from nova_assets.lib.nutrient_model import fit_nutrient_model
-from nova_assets.lib.nutrient_model import scores as nutrient_scores
+from nova_assets.lib.nutrient_model import fit_nutrient_model, nutrient_scores
 from nova_assets.lib.nutrients import NUTRIENT_FEATURES, nutrient_design
 
 GROUPS = calibration.GROUPS
@@ -135,14 +134,29 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         if spec.names:
             parts.append(matrix.name_vectors())
         if spec.nutrients:
-            known = matrix.evidence[:, EVIDENCE.index("nutrients")] & (state in TREE_STATES)
-            trees = (
-                nutrient_scores(self.nutrient_model_, matrix.nutrients, known)
-                if matrix.nutrient_scores is None
-                else matrix.nutrient_scores * known[:, None]
+            trees = self.tree_columns(
+                matrix.nutrients,
+                matrix.evidence[:, EVIDENCE.index("nutrients")],
+                state,
+                matrix.nutrient_scores,
             )
             parts += [nutrient_design(matrix.nutrients, NUTRIENT_SCALE), sparse.csr_matrix(trees)]
         return parts[0].tocsr() if len(parts) == 1 else sparse.hstack(parts, format="csr")
+
+    def tree_columns(
+        self,
+        nutrients: np.ndarray,
+        carried: np.ndarray,
+        state: str | None,
+        out_of_fold: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The nutrient trees' answer as the expert of `state` reads it: zero where a product
+        does not carry its nutrients as evidence (`carried`) or the state reads no trees
+        (TREE_STATES); the training rows' `out_of_fold` answers where given."""
+        known = carried & (state in TREE_STATES)
+        if out_of_fold is not None:
+            return out_of_fold * known[:, None]
+        return nutrient_scores(self.nutrient_model_, nutrients, known)
 
     def _hash_names(self, matrix: ProductMatrix) -> None:
         """Hash the names once, before the matrix is masked and cut into states."""
@@ -280,7 +294,8 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         self.rules_gate_ = np.zeros((len(STATES), len(GROUPS)), dtype=bool)
         self._hash_names(matrix)
         for index, state, masked, masked_y in self._state_rows(matrix, np.asarray(y)):
-            raw = self._raw_proba(masked, np.full(len(masked), index))
+            rules = self._rules_answer(masked)
+            raw = self._raw_proba(masked, np.full(len(masked), index), rules)
             self.calibrators_[state] = calibration.fit_calibrator(raw, masked_y)
             proba = calibration.apply_calibrator(self.calibrators_[state], raw)
             says_1 = raw.argmax(axis=1) == 0
@@ -289,8 +304,7 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
                 proba[says_1, 0], masked_y[says_1] == GROUPS[0], group_1_precision, unmeasured=0.5
             )
             best = self._answers(raw, proba, np.full(len(masked), index))
-            if self.markers_ is not None and state not in TAGLESS_STATES:
-                rules = self.markers_.highest(self._tags(masked))
+            if rules is not None and state not in TAGLESS_STATES:
                 self.rules_gate_[index] = rules_gate(best, rules, masked_y)
                 best = self._gated(best, rules, np.full(len(masked), index))
             probability = proba[np.arange(len(best)), best]
@@ -316,9 +330,16 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
             return self.experts_[ALL]
         return self.experts_.get(state)
 
-    def _raw_proba(self, matrix: ProductMatrix, state_index: np.ndarray) -> np.ndarray:
+    def _rules_answer(self, matrix: ProductMatrix) -> np.ndarray | None:
+        """The group OFF's markers in sight give each product (None: a kind without markers)."""
+        return None if self.markers_ is None else self.markers_.highest(self._tags(matrix))
+
+    def _raw_proba(
+        self, matrix: ProductMatrix, state_index: np.ndarray, rules: np.ndarray | None
+    ) -> np.ndarray:
         """Uncalibrated probabilities over GROUPS, each row from its state's expert (a state
-        without an expert, for lack of training products, answers every group alike)."""
+        without an expert, for lack of training products, answers every group alike), within
+        what OFF's rules (`rules`: `_rules_answer`) allow."""
         proba = np.zeros((len(matrix), len(GROUPS)))
         for index, state in enumerate(STATES):
             rows = np.flatnonzero(state_index == index)
@@ -331,16 +352,14 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
             design = self._design(matrix.take(rows), state)
             columns = np.searchsorted(GROUPS, expert.classes_)
             proba[np.ix_(rows, columns)] = expert.predict_proba(design)
-        if self.markers_ is not None:
-            tags = self._tags(matrix)
-            highest = self.markers_.highest(tags)
-            proba = rules_floor(proba, highest)
+        if rules is not None:
+            proba = rules_floor(proba, rules)
             # OFF's own answer without ingredients: a plain water with no marker is group 1.
-            ev = matrix.evidence
-            no_ingredients = (
-                ~ev[:, EVIDENCE.index("ingredients")] & ~ev[:, EVIDENCE.index("additives")]
+            water = (
+                self.markers_.plain_water(self._tags(matrix))
+                & (state_index == STATES.index("no_ingredients"))
+                & (rules == GROUPS[0])
             )
-            water = self.markers_.plain_water(tags) & no_ingredients & (highest == GROUPS[0])
             proba[water] = np.eye(len(GROUPS))[0]
         return proba
 
@@ -355,21 +374,18 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         return best
 
     def _gated(self, best: np.ndarray, rules: np.ndarray, state_index: np.ndarray) -> np.ndarray:
-        """The answers with OFF's rules' answer where, in its state, it was right at least as
-        often as the experts' on the validation rows (see `rules_gate`)."""
-        gate = getattr(self, "rules_gate_", None)
-        if gate is None:
-            return best
-        use_rules = gate[state_index, rules - 1]
-        return np.where(use_rules, rules - 1, best)
+        """The answers (columns in GROUPS), with OFF's rules' answer wherever the gate of the
+        product's state leaves the rules' group to the rules (see `rules_gate`)."""
+        return np.where(self.rules_gate_[state_index, rules - 1], rules - 1, best)
 
     def answer(self, matrix: ProductMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(column in GROUPS of each answer, calibrated probabilities, evidence states)."""
         state_index = states(matrix)
-        raw, proba = self._scores(matrix, state_index)
+        rules = self._rules_answer(matrix)
+        raw, proba = self._scores(matrix, state_index, rules)
         best = self._answers(raw, proba, state_index)
-        if self.markers_ is not None:
-            best = self._gated(best, self.markers_.highest(self._tags(matrix)), state_index)
+        if rules is not None:
+            best = self._gated(best, rules, state_index)
         return best, proba, state_index
 
     def scores(self, matrix: ProductMatrix) -> tuple[np.ndarray, np.ndarray]:
@@ -379,13 +395,13 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
         rare groups 1 and 2 in reach. The calibrated probability of that answer says how sure it
         is; calibration learns the true group shares, so its own argmax would favour group 4.
         """
-        return self._scores(matrix, states(matrix))
+        return self._scores(matrix, states(matrix), self._rules_answer(matrix))
 
     def _scores(
-        self, matrix: ProductMatrix, state_index: np.ndarray
+        self, matrix: ProductMatrix, state_index: np.ndarray, rules: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         self._hash_names(matrix)
-        raw = self._raw_proba(matrix, state_index)
+        raw = self._raw_proba(matrix, state_index, rules)
         proba = raw.copy()
         for index, state in enumerate(STATES):
             rows = np.flatnonzero(state_index == index)
@@ -483,13 +499,12 @@ def rules_floor(proba: np.ndarray, highest: np.ndarray) -> np.ndarray:
     nothing override one."""
     proba = proba.copy()
     for group, excluded in RULED_OUT.items():
-        rows = np.flatnonzero(highest == group)
-        if len(rows):
-            proba[np.ix_(rows, [GROUPS.index(g) for g in excluded])] = 0.0
-            total = proba[rows].sum(axis=1, keepdims=True)
-            proba[rows] = np.where(total > 0, proba[rows] / np.where(total > 0, total, 1), 0.0)
-            lost = rows[total[:, 0] == 0]
-            proba[lost, GROUPS.index(group)] = 1.0
+        rows = highest == group
+        allowed = proba[rows]
+        allowed[:, [GROUPS.index(g) for g in excluded]] = 0.0
+        # Where the expert gave every allowed group nothing, the rules' own group remains.
+        allowed[allowed.sum(axis=1) == 0, GROUPS.index(group)] = 1.0
+        proba[rows] = allowed / allowed.sum(axis=1, keepdims=True)
     proba[highest == GROUPS[-1]] = np.eye(len(GROUPS))[-1]
     return proba
 

@@ -32,7 +32,7 @@ def fit_nutrient_model(
     nutrients: np.ndarray, known: np.ndarray, y: np.ndarray
 ) -> tuple[HistGradientBoostingClassifier | None, np.ndarray]:
     """Trees fitted on the products that carry nutrients (`known`), and the out-of-fold scores
-    (`scores`' columns) of every row: none, and zero scores, with too few such products."""
+    (`nutrient_scores`' columns) of every row: none, and zero scores, with too few such products."""
     out = np.zeros((len(y), len(GROUPS)), dtype=np.float32)
     rows = np.flatnonzero(known)
     if len(rows) > MAX_ROWS:
@@ -50,7 +50,7 @@ def fit_nutrient_model(
     return model, out
 
 
-def scores(
+def nutrient_scores(
     model: HistGradientBoostingClassifier | None, nutrients: np.ndarray, known: np.ndarray
 ) -> np.ndarray:
     """Per product, the trees' centred log-probabilities over GROUPS; zero where not `known`."""

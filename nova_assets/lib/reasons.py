@@ -10,8 +10,7 @@ from sklearn.pipeline import Pipeline
 
 from nova_assets.lib.evidence import STATES, evidence_labels, states
 from nova_assets.lib.features import EVIDENCE, ProductMatrix
-from nova_assets.lib.models import NUTRIENT_SCALE, TREE_STATES, NovaClassifier, predict
-from nova_assets.lib.nutrient_model import scores as nutrient_scores
+from nova_assets.lib.models import NUTRIENT_SCALE, NovaClassifier, predict
 from nova_assets.lib.nutrients import CSV_COLUMNS, NUTRIENTS, describe
 
 NAME_REASON = "product_name"
@@ -158,7 +157,7 @@ def _nutrient_contributions(
         known = ~np.isnan(values)
         passed = np.searchsorted(edges, np.nan_to_num(values, nan=-np.inf), side="left")
         yield k, np.where(known, cumulative[class_index, passed], 0.0)
-    trees = nutrient_scores(classifier.nutrient_model_, nutrients, carried & (state in TREE_STATES))
+    trees = classifier.tree_columns(nutrients, carried, state)
     tree_weights = W[:, _block(classifier, "nutrient_trees")][class_index]
     yield len(CSV_COLUMNS), (trees * tree_weights).sum(axis=1)
 

@@ -137,6 +137,7 @@ def load_pipeline(tracking_uri: str, model_uri: str) -> Pipeline:
     import skops.io
 
     from nova_assets.lib.models import TRUSTED_TYPES
+    from nova_assets.lib.nutrient_model import trees_are_sound
 
     location = artifact_location(client_for(tracking_uri), model_uri)
     local = Path(
@@ -159,11 +160,7 @@ def load_pipeline(tracking_uri: str, model_uri: str) -> Pipeline:
             f"{model_uri} holds types this code does not trust: {', '.join(unknown)}"
         )
     pipeline = skops.io.load(path, trusted=TRUSTED_TYPES)
-    from nova_assets.lib.nutrient_model import trees_are_sound
-
-    classifier = (
-        pipeline.named_steps.get("classifier") if hasattr(pipeline, "named_steps") else None
-    )
+    classifier = getattr(pipeline, "named_steps", {}).get("classifier")
     if not trees_are_sound(getattr(classifier, "nutrient_model_", None)):
         raise UntrustedModelError(f"{model_uri} holds nutrient trees that point outside themselves")
     return pipeline
