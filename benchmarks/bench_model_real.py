@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +36,6 @@ import numpy as np  # noqa: E402
 from scipy import sparse  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.metrics import f1_score  # noqa: E402
 from sklearn.model_selection import GroupKFold  # noqa: E402
 
 from nova_assets.lib.calibration import GROUPS  # noqa: E402
@@ -49,7 +49,8 @@ from nova_assets.lib.features import (  # noqa: E402
     product_matrix,
 )
 from nova_assets.lib.markdown import table  # noqa: E402
-from nova_assets.lib.models import predict  # noqa: E402
+from nova_assets.lib.metrics import at_thresholds, classification_metrics, majority_class  # noqa: E402
+from nova_assets.lib.models import NUTRIENT_SCALE, predict  # noqa: E402
 from nova_assets.lib.nutrients import NUTRIENT_COLUMNS, nutrient_design  # noqa: E402
 from nova_assets.lib.paths import REAL_PRODUCTS, SAMPLE_DUMP  # noqa: E402
 from nova_assets.lib.products import ingest_products  # noqa: E402
@@ -99,7 +100,8 @@ def unlabelled_weights(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
 
 def plain_design(matrix: ProductMatrix) -> sparse.csr_matrix:
     return sparse.hstack(
-        [matrix.X, matrix.name_vectors(), nutrient_design(matrix.nutrients, 0.5)], format="csr"
+        [matrix.X, matrix.name_vectors(), nutrient_design(matrix.nutrients, NUTRIENT_SCALE)],
+        format="csr",
     )
 
 
@@ -126,7 +128,7 @@ def fold_answers(
     plain.fit(plain_design(train_m), train_m.labels)
     gbm = HistGradientBoostingClassifier(random_state=0, class_weight="balanced")
     gbm.fit(train_m.nutrients, train_m.labels)
-    majority = int(np.bincount(train_m.labels).argmax())
+    majority = majority_class(train_m.labels)
     out = {}
     for name in SLICES:
         rows = slice_rows(test_m, name)
@@ -149,10 +151,6 @@ def fold_answers(
     return out
 
 
-def macro_f1(y: np.ndarray, answers: np.ndarray) -> float:
-    return float(f1_score(y, answers, labels=list(GROUPS), average="macro", zero_division=0))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folds", type=int, default=5)
@@ -160,7 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scratch", type=Path, default=None)
     args = parser.parse_args(argv)
-    import tempfile
 
     began = time.perf_counter()
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="bench-model-real-"))
@@ -207,19 +204,15 @@ def summarise(results: dict[str, dict[str, np.ndarray]], weights: dict[str, floa
     slices = {}
     for name, r in results.items():
         y = r["labels"]
-        confident = r["confident"]
+        accepted = at_thresholds(y, r["model"], r["confident"])
         slices[name] = {
             "rows": int(len(y)),
-            **{m: macro_f1(y, r[m]) for m in METHODS},
+            **{m: classification_metrics(y, r[m])["macro_f1"] for m in METHODS},
             "model_accuracy": float(np.mean(r["model"] == y)),
-            "confident_share": float(confident.mean()),
-            "confident_precision": float(np.mean(r["model"][confident] == y[confident]))
-            if confident.any()
-            else None,
+            "confident_share": accepted["coverage"],
+            "confident_precision": accepted["precision"],
             "confident_precision_by_group": {
-                int(g): float(np.mean(y[confident & (r["model"] == g)] == g))
-                for g in GROUPS
-                if (confident & (r["model"] == g)).any()
+                g: c["precision"] for g, c in accepted["per_class"].items()
             },
         }
     total = sum(weights.get(n, 0.0) for n in slices) or 1.0
@@ -253,16 +246,20 @@ def print_tables(report: dict) -> None:
                 f"{s['model'] - s['rules']:+.3f}",
                 f"{s['model'] - short:+.3f}",
                 f"{s['confident_share']:.0%}",
-                "" if precision is None else f"{precision:.3f}",
+                _shown(precision),
             ]
         )
     print("\n".join(table(header, rows)))
     print()
     by_group = [
-        [name, *(f"{s['confident_precision_by_group'].get(g, float('nan')):.3f}" for g in GROUPS)]
+        [name, *(_shown(s["confident_precision_by_group"][str(g)]) for g in GROUPS)]
         for name, s in report["slices"].items()
     ]
     print("\n".join(table(["slice", *(f"confident {g} precision" for g in GROUPS)], by_group)))
+
+
+def _shown(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":
