@@ -37,7 +37,8 @@ from nova_assets.lib.nova_rules import (
 )
 from nova_assets.lib.warehouse import sql_list, sql_literal, transaction
 
-PRODUCTS_DDL = """
+_NUTRIENT_DDL = ",\n    ".join(f"{c} DOUBLE" for c in nutrients.NUTRIENT_COLUMNS)
+PRODUCTS_DDL = f"""
 CREATE OR REPLACE TABLE products (
     code VARCHAR PRIMARY KEY,
     product_name VARCHAR,
@@ -49,12 +50,12 @@ CREATE OR REPLACE TABLE products (
     nova_group TINYINT CHECK (nova_group BETWEEN 1 AND 4),
     has_ingredients_text BOOLEAN,
     nova_blank_reason VARCHAR,
-    {nutrients},
+    {_NUTRIENT_DDL},
     created_t TIMESTAMP,
     last_modified_t TIMESTAMP,
     dump_sha256 VARCHAR NOT NULL
 )
-""".replace("{nutrients}", ",\n    ".join(f"{c} DOUBLE" for c in nutrients.NUTRIENT_COLUMNS))
+"""
 
 DUMPS_DDL = """
 CREATE TABLE IF NOT EXISTS dumps (
@@ -205,7 +206,8 @@ LOAD_DDL = PRODUCTS_DDL.replace("code VARCHAR PRIMARY KEY", "code VARCHAR")
 # Only duplicated codes are windowed, instead of partitioning and sorting every row to find
 # the ~1% that repeat. Kept in a small table so the insert is a parallel hash anti-join (a
 # `rowid NOT IN (subquery)` there ran on one thread).
-LOSING_ROWS_DDL = """
+_RAW_NUTRIENTS = ", ".join(f"raw_{c}" for c in nutrients.NUTRIENT_COLUMNS)
+LOSING_ROWS_DDL = f"""
     CREATE OR REPLACE TEMP TABLE losing_rows AS
     SELECT rowid AS staged_row FROM staged_products
     WHERE code IN (
@@ -215,9 +217,9 @@ LOSING_ROWS_DDL = """
         PARTITION BY code
         ORDER BY last_modified_t DESC NULLS LAST, created_t DESC NULLS LAST, product_name,
             brands, ingredients_tags, additives_tags, categories_tags, countries_tags,
-            nova_group, has_ingredients_text, {raw_nutrients}
+            nova_group, has_ingredients_text, {_RAW_NUTRIENTS}
     ) > 1
-""".replace("{raw_nutrients}", ", ".join(f"raw_{c}" for c in nutrients.NUTRIENT_COLUMNS))
+"""
 
 
 def _staged_sql(source: str, columns: list[str], *, repaired: bool = False) -> str:
