@@ -17,10 +17,10 @@ def load_real_products(con: duckdb.DuckDBPyConnection, path: str | Path) -> int:
     """`products` (the warehouse's columns that models read, plus `source`: the repository the
     product came from) from the JSONL of `data/real/`; one row per code (the first). Nutrients
     are cleaned as `products` cleans a dump's. Returns the row count."""
-    nutriments = ", ".join(
-        f"TRY_CAST(nutriments.{n.column.removesuffix('_100g')} AS DOUBLE) AS raw_{n.column}"
-        for n in NUTRIENTS
-    )
+    # The file names each nutrient as `products` does, less `_100g`.
+    fields = {n.column: n.column.removesuffix("_100g") for n in NUTRIENTS}
+    nutriments = ", ".join(f"nutriments.{f} AS raw_{c}" for c, f in fields.items())
+    struct = ", ".join(f"{f} DOUBLE" for f in fields.values())
     tags = ", ".join(f"CAST(nullif({t}, []) AS VARCHAR[]) AS {t}" for t in TAGS)
     con.execute(
         f"""
@@ -33,9 +33,7 @@ def load_real_products(con: duckdb.DuckDBPyConnection, path: str | Path) -> int:
                 columns={{code: 'VARCHAR', product_name: 'VARCHAR', nova_group: 'INTEGER',
                     ingredients_tags: 'VARCHAR[]', additives_tags: 'VARCHAR[]',
                     categories_tags: 'VARCHAR[]', countries_tags: 'VARCHAR[]',
-                    nutriments: 'STRUCT(energy_kcal DOUBLE, fat DOUBLE, saturated_fat DOUBLE,
-                        carbohydrates DOUBLE, sugars DOUBLE, fiber DOUBLE, proteins DOUBLE,
-                        salt DOUBLE)', source: 'VARCHAR'}})
+                    nutriments: 'STRUCT({struct})', source: 'VARCHAR'}})
         )
         WHERE nullif(trim(code), '') IS NOT NULL
         QUALIFY row_number() OVER (PARTITION BY code ORDER BY source) = 1
