@@ -61,22 +61,38 @@ def tag_pairs_sql(rows_sql: str) -> str:
     )
 
 
-def labelled_rows_sql(split: str) -> str:
+def labelled_rows_sql(split: str, corpus: str | None = None) -> str:
     """Labelled products of one side of the fixed split, keyed by rowid. OFF labelled them, so
-    their ingredients are not partly unknown."""
-    return f"""
-        SELECT p.rowid AS row_key, p.code, p.ingredients_tags, p.additives_tags, p.categories_tags,
-               p.product_name, p.nova_group, false AS partial_ingredients,
-               {", ".join(f"p.{c}" for c in NUTRIENT_COLUMNS)}
+    their ingredients are not partly unknown.
+
+    `corpus`: a table of more labelled products (`real_products.load_real_products`) that the
+    training side takes too, keyed below zero, except those whose code the dump has: the
+    dump's own row stands for them, and a product of the test split or a blank one is never
+    learned from by the back door."""
+    columns = "row_key, code, ingredients_tags, additives_tags, categories_tags, product_name, "
+    columns += f"nova_group, false AS partial_ingredients, {', '.join(NUTRIENT_COLUMNS)}"
+    rows = f"""
+        SELECT p.rowid AS {columns}, false AS from_corpus
         FROM products p JOIN test_split s USING (code)
         WHERE s.split = '{split}' AND p.nova_group IS NOT NULL
     """
+    if corpus is None or split != "train":
+        return rows
+    return f"""{rows}
+        UNION ALL
+        SELECT -1 - c.rowid AS {columns}, true AS from_corpus
+        FROM {corpus} c
+        WHERE c.nova_group IS NOT NULL AND c.code NOT IN (SELECT code FROM products)
+    """
 
 
-def build_vocabulary(con: duckdb.DuckDBPyConnection, min_count: int) -> list[str]:
-    """Learn the vocabulary from training rows only: tags seen in at least `min_count` of them,
-    and every one of OFF's NOVA markers (and WATER_FEATURES) whatever its count, so the marker
-    features see each marker a product has, as the rules do.
+def build_vocabulary(
+    con: duckdb.DuckDBPyConnection, min_count: int, corpus: str | None = None
+) -> list[str]:
+    """Learn the vocabulary from training rows only (the `corpus`'s too, see
+    `labelled_rows_sql`): tags seen in at least `min_count` of them, and every one of OFF's
+    NOVA markers (and WATER_FEATURES) whatever its count, so the marker features see each
+    marker a product has, as the rules do.
 
     Replaces `feature_vocabulary` and returns its features in column order.
     """
@@ -97,7 +113,7 @@ def build_vocabulary(con: duckdb.DuckDBPyConnection, min_count: int) -> list[str
                    family || ':' || tag, family, tag, coalesce(n, 0)
             FROM (
                 SELECT family, tag, count(DISTINCT row_key) AS n
-                FROM ({tag_pairs_sql(labelled_rows_sql("train"))})
+                FROM ({tag_pairs_sql(labelled_rows_sql("train", corpus))})
                 WHERE tag IS NOT NULL AND tag <> ''
                 GROUP BY ALL
             ) counted
@@ -136,6 +152,10 @@ class ProductMatrix:
     evidence: np.ndarray
     partial: np.ndarray
     nutrients: np.ndarray | None = None
+    corpus: np.ndarray | None = None
+    """`corpus[i]`: the product comes from a corpus of labelled products beside the dump's own
+    (`labelled_rows_sql`): models learn from it, but are judged and calibrated on the dump's
+    products only. None given: no product does."""
     nutrient_scores: np.ndarray | None = field(default=None, repr=False, compare=False)
     """Out-of-fold answers of the nutrient trees for training rows (`nutrient_model`), set
     while a model is fitted on them; other rows are scored by the fitted trees."""
@@ -145,6 +165,8 @@ class ProductMatrix:
     def __post_init__(self) -> None:
         if self.nutrients is None:
             self.nutrients = np.full((self.X.shape[0], len(NUTRIENTS)), np.nan, dtype=np.float32)
+        if self.corpus is None:
+            self.corpus = np.zeros(self.X.shape[0], dtype=bool)
 
     def __len__(self) -> int:
         return self.X.shape[0]
@@ -165,6 +187,7 @@ class ProductMatrix:
             evidence=self.evidence[rows],
             partial=self.partial[rows],
             nutrients=self.nutrients[rows],
+            corpus=self.corpus[rows],
             nutrient_scores=None if self.nutrient_scores is None else self.nutrient_scores[rows],
             hashed_names=None if self.hashed_names is None else self.hashed_names[rows],
         )
@@ -183,6 +206,7 @@ class ProductMatrix:
             evidence=np.concatenate([m.evidence for m in matrices]),
             partial=np.concatenate([m.partial for m in matrices]),
             nutrients=np.concatenate([m.nutrients for m in matrices]),
+            corpus=np.concatenate([m.corpus for m in matrices]),
             nutrient_scores=None
             if any(m.nutrient_scores is None for m in matrices)
             else np.concatenate([m.nutrient_scores for m in matrices]),
@@ -209,6 +233,7 @@ class ProductMatrix:
                 evidence=self.evidence,
                 partial=self.partial,
                 nutrients=self.nutrients,
+                corpus=self.corpus,
             )
 
     @classmethod
@@ -224,6 +249,7 @@ class ProductMatrix:
                 f["evidence"],
                 f["partial"],
                 f["nutrients"] if "nutrients" in f.files else None,
+                f["corpus"] if "corpus" in f.files else None,
             )
 
 
@@ -326,7 +352,8 @@ def product_matrix(
         head = con.execute(
             f"SELECT row_key, code, coalesce({optional('nova_group', 'NULL')}, 0) AS label, "
             f"coalesce(trim({optional('product_name', 'NULL')}), '') AS name, {has}, "
-            f"coalesce({optional('partial_ingredients', 'NULL')}, false) AS partial, {values} "
+            f"coalesce({optional('partial_ingredients', 'NULL')}, false) AS partial, {values}, "
+            f"coalesce({optional('from_corpus', 'NULL')}, false) AS from_corpus "
             f"FROM ({rows_sql}) " + ("ORDER BY code" if ordered else "")
         ).fetchnumpy()
         pairs = con.execute(
@@ -356,4 +383,5 @@ def product_matrix(
         evidence=evidence,
         partial=np.asarray(head["partial"], dtype=bool),
         nutrients=nutrients,
+        corpus=np.asarray(head["from_corpus"], dtype=bool),
     )

@@ -89,7 +89,7 @@ def test_matrix_matches_the_raw_vectorizer_and_round_trips(con, tmp_path):
     train.save(tmp_path / "train.npz")
     loaded = ProductMatrix.load(tmp_path / "train.npz")
     assert (loaded.X != train.X).nnz == 0 and loaded.features == features
-    for field in ("codes", "labels", "names", "evidence", "partial", "nutrients"):
+    for field in ("codes", "labels", "names", "evidence", "partial", "nutrients", "corpus"):
         same = np.array_equal(
             getattr(loaded, field), getattr(train, field), equal_nan=field == "nutrients"
         )
@@ -134,3 +134,32 @@ def test_hashed_names_are_kept_through_hiding_and_taking():
     assert matrix.name_vectors() is first
     second = matrix.take(np.array([1]))
     assert second.hashed_names is not None and (second.name_vectors() != first[1]).nnz == 0
+
+
+def test_a_corpus_adds_training_rows_but_never_a_product_the_dump_has(con):
+    con.execute(
+        """
+        CREATE TABLE corpus AS SELECT * FROM (VALUES
+            ('r1', NULL, NULL, ['en:pastas'], 'Spaghetti', 1),
+            ('r2', NULL, NULL, ['en:pastas'], 'Penne', 1),
+            ('d', NULL, NULL, ['en:pastas'], 'In the test split', 1),
+            ('e', NULL, NULL, ['en:pastas'], 'Blank in the dump', 1),
+            ('a', NULL, NULL, ['en:pastas'], 'Labelled in the dump', 1),
+            ('r3', NULL, NULL, ['en:pastas'], 'Unlabelled', NULL)
+        ) t(code, ingredients_tags, additives_tags, categories_tags, product_name, nova_group)
+        """
+    )
+    for column in NUTRIENT_COLUMNS:
+        con.execute(f"ALTER TABLE corpus ADD COLUMN {column} DOUBLE")
+    con.execute("UPDATE corpus SET sugars_100g = 1.5, salt_100g = 0.01 WHERE code = 'r1'")
+    features = build_vocabulary(con, min_count=2, corpus="corpus")
+    assert "categories:en:pastas" in features  # counted in r1 and r2 only: exactly 2
+    train = product_matrix(con, labelled_rows_sql("train", "corpus"), features)
+    assert list(train.codes) == ["a", "b", "c", "f", "r1", "r2"]
+    assert list(train.labels) == [4, 2, 3, 4, 1, 1]
+    assert train.corpus.tolist() == [False] * 4 + [True] * 2
+    assert train.names[list(train.codes).index("a")] == "Crisps"  # the dump's row, not the corpus'
+    assert train.evidence[list(train.codes).index("r1"), EVIDENCE.index("nutrients")]
+    # The test side is the dump's alone, and without the corpus nothing changes.
+    assert list(product_matrix(con, labelled_rows_sql("test", "corpus"), features).codes) == ["d"]
+    assert "categories:en:pastas" not in build_vocabulary(con, min_count=2)

@@ -27,6 +27,10 @@ class FeatureConfig(dg.Config):
     min_count: int = 2
     """A tag becomes a feature only if at least this many training products carry it (OFF's
     NOVA markers always are)."""
+    real_products: bool = True
+    """Train on the labelled real products shipped in data/real/ too (thousands of products of
+    18 shops, countries and languages), except those whose code the dump has: a model trained
+    on a small or one-country dump then still knows other shops' and languages' products."""
 
 
 @dg.asset(
@@ -52,33 +56,47 @@ def feature_matrix(
         labelled_rows_sql,
         product_matrix,
     )
+    from nova_assets.lib.paths import REAL_PRODUCTS
     from nova_assets.lib.predictions import population
+    from nova_assets.lib.real_products import file_sha256, load_real_products
 
     dump = latest_dump(data_dir.paths)
     directory = data_dir.paths.features
-    build = builds.fingerprint(dump_sha256=dump.sha256, min_count=config.min_count)
-    version = f"{dump.sha256}-{config.min_count}"
+    corpus = file_sha256(REAL_PRODUCTS) if config.real_products else None
+    build = builds.fingerprint(
+        dump_sha256=dump.sha256, min_count=config.min_count, real_products=corpus
+    )
+    version = f"{dump.sha256}-{config.min_count}" + (f"-real-{corpus[:12]}" if corpus else "")
     if warehouse.built_as("feature_matrix") == build and all(
         (directory / name).exists() for name in FILES
     ):
         return unchanged("features of this dump with these settings, by this code", version)
-    with warehouse.connect(publish=["feature_vocabulary"]) as con, transaction(con):
-        features = build_vocabulary(con, config.min_count)
-        train = product_matrix(con, labelled_rows_sql("train"), features)
-        if len(train) == 0:
-            raise ValueError("no labelled training products: cannot build features")
-        test = product_matrix(con, labelled_rows_sql("test"), features)
-        unlabelled = population(con)
+    real = "real_products" if corpus else None
+    with warehouse.connect(publish=["feature_vocabulary"]) as con:
+        if real:
+            # Loaded and committed before the transaction: uncommitted rows have row ids far
+            # out of the dense range the matrix's row keys need.
+            load_real_products(con, REAL_PRODUCTS, real, temporary=True)
+        with transaction(con):
+            features = build_vocabulary(con, config.min_count, real)
+            train = product_matrix(con, labelled_rows_sql("train", real), features)
+            if len(train) == 0:
+                raise ValueError("no labelled training products: cannot build features")
+            test = product_matrix(con, labelled_rows_sql("test"), features)
+            unlabelled = population(con)
+    real_rows = int(train.corpus.sum())
     train.save(directory / "train.npz")
     test.save(directory / "test.npz")
     manifest = {
         "dump_sha256": dump.sha256,
         "min_count": config.min_count,
+        "real_products": config.real_products,
         "features": len(features),
         "features_per_family": {
             f: sum(1 for x in features if x.startswith(f + ":")) for f in FAMILIES
         },
         "train_rows": len(train),
+        "real_train_rows": real_rows,
         "test_rows": len(test),
         "unlabelled_by_state": unlabelled,
         "slice_weights": population_weights(unlabelled),
@@ -87,7 +105,8 @@ def feature_matrix(
     with warehouse.connect() as con:
         builds.record(con, "feature_matrix", build)
     context.log.info(
-        f"features: {len(features)} ({manifest['features_per_family']}); train {len(train)}, "
+        f"features: {len(features)} ({manifest['features_per_family']}); train {len(train)} "
+        f"({real_rows} of them real products from data/real/), "
         f"test {len(test)}; unlabelled products by evidence {unlabelled}"
     )
     return dg.MaterializeResult(
@@ -106,9 +125,11 @@ def _metadata(manifest: dict, train_nonzeros: int, directory: Path) -> dict:
         **{f"features_{k}": v for k, v in manifest["features_per_family"].items()},
         "features": manifest["features"],
         "train_rows": manifest["train_rows"],
+        "real_train_rows": manifest["real_train_rows"],
         "test_rows": manifest["test_rows"],
         "train_nonzeros": train_nonzeros,
         "min_count": setting(manifest["min_count"]),
+        "real_products": setting(manifest["real_products"]),
         "unlabelled_by_evidence": dg.MetadataValue.md("\n".join(mix)),
         "slice_weights": dg.MetadataValue.json(manifest["slice_weights"]),
         "path": dg.MetadataValue.path(str(directory)),

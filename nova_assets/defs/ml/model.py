@@ -108,7 +108,8 @@ def nova_model(
             config.candidates,
             {**grids, "max_iter": [config.max_iter]},
             matrix,
-            validation_mask(matrix.codes, config.validation_percent),
+            # The shipped real products train the experts; the dump's own rows judge them.
+            validation_mask(matrix.codes, config.validation_percent) & ~matrix.corpus,
             manifest["slice_weights"],
             tuning_rows=config.tuning_rows,
             fit_rows=config.fit_rows,
