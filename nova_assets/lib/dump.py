@@ -20,13 +20,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from nova_assets.lib import parquet_dump
+from nova_assets.lib import jsonl_dump, parquet_dump
 from nova_assets.lib.download import Sink, download, is_url, redact
 from nova_assets.lib.dump_format import DumpError, check_is_dump, is_gzip
 from nova_assets.lib.progress import ProgressCallback, Ticker
 
 TEMP_PREFIX = ".incoming-"
-DUMP_NAME = re.compile(r"off_products_[0-9a-f]{16}\.(tsv(\.gz)?|parquet)")
+DUMP_NAME = re.compile(r"off_products_[0-9a-f]{16}\.((tsv|jsonl)(\.gz)?|parquet)")
 STALE_TEMP_SECONDS = 24 * 3600
 HASH_BLOCK = 8 << 20
 
@@ -206,9 +206,9 @@ def _take_local(source: str, raw_dir: Path, ticker: Ticker, say: Callable[[str],
     """A local dump, hashed where it lies at disk speed and linked into `raw_dir` under its sha256
     name (copied only across filesystems; nothing at all when `raw_dir` has it already).
 
-    Only a file that starts like a dump, never through a symbolic link that leads out of its
-    folder. A gzip file is not inflated here: `products` reads the whole stream anyway and
-    refuses one that ends early. The file's size and mtime are recorded, so a source rewritten
+    Only a file that starts like a dump (a TSV header, a Parquet file, a JSONL product
+    document), never through a symbolic link that leads out of its folder. A gzip file is not
+    inflated here: `products` reads the whole stream anyway and refuses one that ends early. The file's size and mtime are recorded, so a source rewritten
     in place later (a link shares its bytes) is refused instead of read as this dump.
     """
     path = Path(source).expanduser()
@@ -222,14 +222,16 @@ def _take_local(source: str, raw_dir: Path, ticker: Ticker, say: Callable[[str],
     if before.st_size == 0:
         raise DumpError(f"dump is empty: {source} has 0 bytes")
     parquet = parquet_dump.is_parquet(path)
+    jsonl = not parquet and jsonl_dump.is_jsonl(path)
     if parquet:
         parquet_dump.check_parquet(path)
+    elif jsonl:
+        jsonl_dump.check_jsonl(path)
     else:
         check_is_dump(str(path))
     sha = _sha256(path, before.st_size, ticker)
     gzipped = not parquet and is_gzip(path)
-    suffix = ".parquet" if parquet else ".tsv.gz" if gzipped else ".tsv"
-    target = raw_dir / f"off_products_{sha[:16]}{suffix}"
+    target = raw_dir / f"off_products_{sha[:16]}{_suffix(parquet, jsonl, gzipped)}"
     if target.exists() and target.stat().st_size != before.st_size:
         target.unlink()  # a linked source rewritten in place since: those bytes are not this name's
     how = "already there" if target.exists() else _link_or_copy(path, target)
@@ -281,6 +283,13 @@ def _link_or_copy(path: Path, target: Path) -> str:
     return "copied"
 
 
+def _suffix(parquet: bool, jsonl: bool, gzipped: bool) -> str:
+    """A dump's file name ending in the raw folder, from what its content is."""
+    if parquet:
+        return ".parquet"
+    return (".jsonl" if jsonl else ".tsv") + (".gz" if gzipped else "")
+
+
 def _identity(status: os.stat_result) -> tuple[int, int]:
     return status.st_size, status.st_mtime_ns
 
@@ -297,8 +306,8 @@ def _place(
     if parquet and not parquet_dump.ends_whole(tmp):
         raise DumpError(f"dump is a truncated Parquet file: {source} lacks its footer")
     sha = sink.digest.hexdigest()
-    suffix = ".parquet" if parquet else ".tsv.gz" if sink.gzip else ".tsv"
-    target = raw_dir / f"off_products_{sha[:16]}{suffix}"
+    jsonl = not parquet and jsonl_dump.is_jsonl(tmp)
+    target = raw_dir / f"off_products_{sha[:16]}{_suffix(parquet, jsonl, sink.gzip is not None)}"
     if target.exists():
         tmp.unlink()
     else:

@@ -112,6 +112,8 @@ def dump_header(path: str) -> list[str]:
         raise DumpError(
             f"dump {path} cannot be read: {exc.strerror or type(exc).__name__}"
         ) from exc
+    if not line:
+        raise DumpError(f"dump {path} is empty: no header line, no bytes once inflated")
     if not line.endswith(b"\n"):
         raise DumpError(
             f"dump {path} has no header line (no line end in its first {HEADER_LIMIT:,} bytes)"

@@ -12,7 +12,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-DUMP_SUFFIXES = (".tsv", ".tsv.gz", ".csv", ".csv.gz", ".gz", ".parquet")
+# Names only pick the files to look at (not hidden, not a partial download): what a file is,
+# TSV, Parquet or JSONL, off_dump decides from its content.
+DUMP_SUFFIXES = (".tsv", ".csv", ".gz", ".parquet", ".jsonl", ".ndjson", ".json")
 SAMPLE_BYTES = 4 << 20
 
 

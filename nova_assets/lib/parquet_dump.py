@@ -110,9 +110,10 @@ def _main_text(column: str, columns: dict[str, str]) -> str:
     return f"nullif(trim({text}), '')"
 
 
-def _tags(column: str, columns: dict[str, str]) -> str:
-    """The list without empty tags, as the TSV's ',,' gives none; an empty list is no tags
-    (NULL), as an empty TSV field. The filter only runs on the rare lists with an empty tag."""
+def tags_sql(column: str, columns: dict[str, str] | set[str]) -> str:
+    """A list of tags (Parquet's or JSONL's) without empty tags, as the TSV's ',,' gives none;
+    an empty list is no tags (NULL), as an empty TSV field. The filter only runs on the rare
+    lists with an empty tag."""
     if column not in columns:
         return f"CAST(NULL AS VARCHAR[]) AS {column}"
     kept = f"list_filter({column}, lambda t: t <> '')"
@@ -147,13 +148,13 @@ def staged_sql(path: str | Path, columns: dict[str, str]) -> str:
     return f"""
         SELECT * EXCLUDE (nova_raw),
             nova_raw IS NOT NULL AND nova_group IS NULL AS nova_invalid,
-            false AS repaired_line
+            false AS repaired_line, CAST(NULL AS VARCHAR) AS off_blank_reason
         FROM (
             SELECT
                 nullif(trim(code), '') AS code,
                 {_main_text("product_name", columns)} AS product_name,
                 {brands} AS brands,
-                {", ".join(_tags(c, columns) for c in TAG_COLUMNS)},
+                {", ".join(tags_sql(c, columns) for c in TAG_COLUMNS)},
                 nova_group AS nova_raw,
                 CASE WHEN nova_group IN (1, 2, 3, 4) THEN CAST(nova_group AS TINYINT) END
                     AS nova_group,

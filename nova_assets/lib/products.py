@@ -1,8 +1,9 @@
 """Turn a raw OFF dump into the `products` table, set-wise in DuckDB, replacing it atomically.
 
 The dump is read straight from its file: the TSV (plain or gzip) with quoting off, columns
-picked by name, broken lines skipped and counted; or OFF's Parquet export, columns by name and
-type (parquet_dump.py). The new table and its `dumps` row are written in one
+picked by name, broken lines skipped and counted; OFF's Parquet export, columns by name and
+type (parquet_dump.py); or OFF's JSONL export, fields by name, lines that are not JSON objects
+skipped and counted (jsonl_dump.py). The new table and its `dumps` row are written in one
 transaction that is rolled back if anything looks wrong, so the last good table survives.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass, fields
 
 import duckdb
 
-from nova_assets.lib import nutrients, parquet_dump
+from nova_assets.lib import jsonl_dump, nutrients, parquet_dump
 from nova_assets.lib.dump import Dump
 from nova_assets.lib.dump_format import (
     TAG_COLUMNS,
@@ -36,6 +37,9 @@ from nova_assets.lib.nova_rules import (
     with_additive_variants,
 )
 from nova_assets.lib.warehouse import sql_list, sql_literal, transaction
+
+Layout = list[str] | dict[str, str] | jsonl_dump.JsonlLayout
+"""What a dump's check found: a TSV's header, a Parquet export's schema, or a JSONL dump."""
 
 _NUTRIENT_DDL = ",\n    ".join(f"{c} DOUBLE" for c in nutrients.NUTRIENT_COLUMNS)
 PRODUCTS_DDL = f"""
@@ -217,7 +221,7 @@ LOSING_ROWS_DDL = f"""
         PARTITION BY code
         ORDER BY last_modified_t DESC NULLS LAST, created_t DESC NULLS LAST, product_name,
             brands, ingredients_tags, additives_tags, categories_tags, countries_tags,
-            nova_group, has_ingredients_text, {_RAW_NUTRIENTS}
+            nova_group, has_ingredients_text, {_RAW_NUTRIENTS}, off_blank_reason
     ) > 1
 """
 
@@ -230,7 +234,7 @@ def _staged_sql(source: str, columns: list[str], *, repaired: bool = False) -> s
     return f"""
         SELECT * EXCLUDE (nova_raw, nova_num),
             nova_raw IS NOT NULL AND nova_group IS NULL AS nova_invalid,
-            {repaired} AS repaired_line
+            {repaired} AS repaired_line, CAST(NULL AS VARCHAR) AS off_blank_reason
         FROM (
             SELECT
                 nullif(trim(code), '') AS code,
@@ -267,8 +271,11 @@ def ingest_products(
     counted; lines with invalid UTF-8 are kept with the bad bytes replaced, and counted.
     """
     dump.check_on_disk()
+    columns: Layout
     if parquet_dump.is_parquet(dump.path):
-        columns: list[str] | dict[str, str] = parquet_dump.check_parquet(dump.path)
+        columns = parquet_dump.check_parquet(dump.path)
+    elif jsonl_dump.is_jsonl(dump.path):
+        columns = jsonl_dump.check_jsonl(dump.path)
     else:
         columns = dump_header(dump.path)
         check_columns(columns, dump.path)
@@ -318,11 +325,14 @@ def _gzip_checked_alongside(dump: Dump) -> Iterator[None]:
         checked.result()
 
 
-def _stage(con: duckdb.DuckDBPyConnection, dump: Dump, columns: list[str] | dict[str, str]) -> int:
+def _stage(con: duckdb.DuckDBPyConnection, dump: Dump, columns: Layout) -> int:
     """The dump's rows into `staged_products`; the lines DuckDB could not read at all."""
     if isinstance(columns, dict):
         sql = parquet_dump.staged_sql(dump.path, columns)
         con.execute("CREATE OR REPLACE TEMP TABLE staged_products AS " + sql)
+        return 0
+    if isinstance(columns, jsonl_dump.JsonlLayout):
+        _stage_jsonl(con, columns)
         return 0
     source = read_csv_sql(dump.path, columns, rejects=True)
     con.execute("CREATE OR REPLACE TEMP TABLE staged_products AS " + _staged_sql(source, columns))
@@ -336,10 +346,28 @@ def _stage(con: duckdb.DuckDBPyConnection, dump: Dump, columns: list[str] | dict
     ).fetchone()[0]
 
 
+def _stage_jsonl(con: duckdb.DuckDBPyConnection, layout: jsonl_dump.JsonlLayout) -> None:
+    """A JSONL dump's documents into `staged_products`. A row with no field read is a line that
+    is not a JSON object, or a document with none of the fields: only a second read tells how
+    many of each (OFF's dump has neither, so it is not paid there). The documents stay, as rows
+    without a code; the broken lines stay flagged, to be skipped and counted."""
+    con.execute("CREATE OR REPLACE TEMP TABLE staged_products AS " + jsonl_dump.staged_sql(layout))
+    nothing_read = con.execute("SELECT count(*) FROM staged_products WHERE broken_line").fetchone()
+    if not nothing_read[0]:
+        return
+    not_objects = con.execute(jsonl_dump.not_objects_sql(layout)).fetchone()[0]
+    # The rows are all NULL, so which of them stand for the documents does not matter.
+    con.execute(
+        "UPDATE staged_products SET broken_line = false WHERE rowid IN "
+        "(SELECT rowid FROM staged_products WHERE broken_line LIMIT ?)",
+        [max(nothing_read[0] - not_objects, 0)],
+    )
+
+
 def _replace_products(
     con: duckdb.DuckDBPyConnection,
     dump: Dump,
-    columns: list[str] | dict[str, str],
+    columns: Layout,
     previous: int | None,
     max_shrink: float,
 ) -> IngestStats:
@@ -366,7 +394,8 @@ def _replace_products(
         f"""
         INSERT INTO products
         SELECT code, product_name, brands, ingredients_tags, additives_tags, categories_tags,
-               countries_tags, nova_group, has_ingredients_text, {blank_reason_sql()},
+               countries_tags, nova_group, has_ingredients_text,
+               CASE WHEN nova_group IS NULL THEN coalesce(off_blank_reason, {blank_reason_sql()}) END,
                {nutrients.clean_sql()}, created_t, last_modified_t, ?
         FROM staged_products
         ANTI JOIN losing_rows ON losing_rows.staged_row = staged_products.rowid

@@ -53,7 +53,8 @@ class OffDumpConfig(dg.Config):
 @dg.asset(
     group_name="ingest",
     kinds={"file"},
-    description="The raw Open Food Facts products dump (TSV, plain or gzip) from NOVA_DUMP_URL, "
+    description="The raw Open Food Facts products dump (the TSV, plain or gzip, the Parquet "
+    "export or the JSONL export, told apart by their content) from NOVA_DUMP_URL, "
     "stored under data/raw/ by sha256 (and copied to NOVA_OBJECT_STORE's raw/, if set). Its "
     "data version is that sha256. It becomes the current dump only once products accepts it.",
 )

@@ -98,6 +98,14 @@ def test_a_parquet_export_dropped_is_launched_like_a_tsv(incoming):
     assert sources(requests) == [str(export)]
 
 
+def test_a_jsonl_export_dropped_is_launched_like_a_tsv(incoming):
+    drop(incoming, "first.tsv", b"code\n1\n")
+    _, cursor, _ = tick()
+    export = drop(incoming, "products.jsonl", b'{"code": "1"}\n')
+    requests, _, _ = tick(cursor)
+    assert sources(requests) == [str(export)]
+
+
 def test_a_file_still_being_written_waits_until_its_size_settles(incoming):
     _, cursor, _ = tick()
     growing = drop(incoming, "growing.tsv", b"code\n1\n", mtime=None)
