@@ -1,12 +1,13 @@
-"""Generate an Open Food Facts shaped TSV dump of any size from the real 1000-row sample.
+"""Generate an Open Food Facts shaped TSV dump of any size from the real 1000-row sample (or the
+same products as OFF's Parquet or JSONL export).
 
 The real dump (12+ GB) cannot be downloaded here, so scale tests need a stand-in that keeps
 what matters to the pipeline: the exact header, real rows as templates, tags drawn from the
 real tag pool, `nova_group` recomputed with OFF's marker rules at realistic class shares, and
 the dump's quirks (unescaped quotes, re-emitted duplicate codes, rare lines with extra tabs).
 
-Usage: python benchmarks/generate_dump.py ROWS OUT [--seed N] [--gzip | --parquet] [--template PATH]
-       [--variant]
+Usage: python benchmarks/generate_dump.py ROWS OUT [--seed N] [--gzip | --parquet | --jsonl]
+       [--template PATH] [--variant]
 """
 
 from __future__ import annotations
@@ -654,6 +655,70 @@ def write_parquet(tsv: Path, out: Path) -> int:
         return con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(out)})").fetchone()[0]
 
 
+def write_jsonl(tsv: Path, out: Path) -> int:
+    """Write a TSV dump (generated or real) as OFF's JSONL export: one document a line with
+    `code` and `_id`, tags as lists, `nova_group` and the `*_t` epochs as numbers, nutrients in a
+    `nutriments` object under their CSV names, and for a product without a group the
+    `nova_group_error` OFF's rules give it (as `products` infers it from the TSV: OFF writes no
+    error for a non-food product, nor where its rules would give a group). Broken lines are left
+    out; gzipped when `out` ends with `.gz`. Returns the documents written."""
+    import duckdb
+
+    from nova_assets.lib.dump_format import broken_line_sql, dump_header, read_csv_sql
+    from nova_assets.lib.jsonl_dump import OFF_BLANK_REASONS
+    from nova_assets.lib.nutrients import SOURCE_COLUMNS
+    from nova_assets.lib.products import blank_reason_sql, marker_votes_sql, markers_table_sql
+    from nova_assets.lib.warehouse import sql_list, sql_literal, sql_name
+
+    columns = dump_header(str(tsv))
+    present = [c for c in SOURCE_COLUMNS if c in columns]
+    nutriments = ", ".join(
+        f"{sql_literal(c)}: TRY_CAST(nullif({sql_name(c)}, '') AS DOUBLE)" for c in present
+    )
+    tags = ", ".join(
+        f"coalesce(list_filter(string_split({c}, ','), lambda t: t <> ''), []) AS {c}"
+        for c in ("ingredients_tags", "additives_tags", "categories_tags", "countries_tags")
+    )
+    # `staged_products` as the marker SQL of `products` reads it: tags, group, ingredients text.
+    staged = f"""
+        SELECT code, nullif(product_name, '') AS product_name, nullif(brands, '') AS brands,
+            {tags}, nova_raw,
+            CASE WHEN nova_raw IN (1, 2, 3, 4) THEN nova_raw END AS nova_group,
+            nullif(ingredients_text, '') AS ingredients_text,
+            nullif(trim(ingredients_text), '') IS NOT NULL AS has_ingredients_text,
+            TRY_CAST(created_t AS BIGINT) AS created_t,
+            TRY_CAST(last_modified_t AS BIGINT) AS last_modified_t,
+            {f"{{{nutriments}}}" if nutriments else "NULL"} AS nutriments
+        FROM (
+            SELECT *, TRY_CAST(TRY_CAST(nullif(nova_group, '') AS DOUBLE) AS INTEGER) AS nova_raw
+            FROM {read_csv_sql(str(tsv), columns)}
+            WHERE NOT {broken_line_sql(columns)}
+        )
+    """
+    documents = f"""
+        SELECT code, code AS _id, product_name, brands, ingredients_tags, additives_tags,
+            categories_tags, countries_tags, nova_raw AS nova_group, ingredients_text,
+            created_t, last_modified_t, nutriments,
+            CASE WHEN list_contains({sql_list(list(OFF_BLANK_REASONS))}, reason) THEN reason
+            END AS nova_group_error
+        FROM (
+            SELECT staged_products.rowid AS position, *, {blank_reason_sql()} AS reason
+            FROM staged_products
+            LEFT JOIN marker_votes ON marker_votes.staged_row = staged_products.rowid
+        )
+        ORDER BY position
+    """
+    compression = "gzip" if out.name.endswith(".gz") else "none"
+    with duckdb.connect() as con:
+        for step in (f"CREATE TEMP TABLE staged_products AS {staged}", markers_table_sql()):
+            con.execute(step)
+        con.execute(marker_votes_sql())
+        con.execute(
+            f"COPY ({documents}) TO {sql_literal(out)} (FORMAT json, COMPRESSION {compression})"
+        )
+        return con.execute("SELECT count(*) FROM staged_products").fetchone()[0]
+
+
 def format_summary(stats: dict) -> str:
     """The one-line report printed by the CLI."""
     shares = " ".join(f"{g}:{stats['class_shares'][g]:.1%}" for g in (4, 3, 1, 2))
@@ -676,6 +741,11 @@ def main(argv: list[str] | None = None) -> int:
         "--parquet", action="store_true", help="write OFF's Parquet export schema instead"
     )
     parser.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="write OFF's JSONL export instead (gzipped when OUT ends with .gz)",
+    )
+    parser.add_argument(
         "--variant",
         action="store_true",
         help="the second generator: names independent of the group, additives only in the "
@@ -684,15 +754,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rows < 0:
         parser.error("ROWS must be >= 0")
-    if args.parquet and args.gzip:
-        parser.error("--parquet and --gzip exclude each other (Parquet compresses itself)")
-    tsv = args.out.with_name(args.out.name + ".tsv") if args.parquet else args.out
+    if args.parquet and args.jsonl:
+        parser.error("--parquet and --jsonl exclude each other")
+    if (args.parquet or args.jsonl) and args.gzip:
+        parser.error(
+            "--gzip is for the TSV (Parquet compresses itself; JSONL is gzipped when OUT ends "
+            "with .gz)"
+        )
+    export = args.parquet or args.jsonl
+    tsv = args.out.with_name(args.out.name + ".tsv") if export else args.out
     stats = generate_dump(args.rows, tsv, args.seed, args.gzip, args.template, args.variant)
-    if args.parquet:
-        rows = write_parquet(tsv, args.out)
+    if export:
+        write = write_parquet if args.parquet else write_jsonl
+        rows = write(tsv, args.out)
         tsv.unlink()
         stats.update(bytes=args.out.stat().st_size)
-        print(f"parquet rows={rows}", file=sys.stderr)
+        print(f"{'parquet' if args.parquet else 'jsonl'} rows={rows}", file=sys.stderr)
     print(format_summary(stats), file=sys.stderr)
     return 0
 

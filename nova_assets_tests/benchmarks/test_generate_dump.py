@@ -10,7 +10,9 @@ from types import ModuleType
 import duckdb
 import pytest
 
+from nova_assets.lib.dump import fetch_dump
 from nova_assets.lib.nova_rules import compute_nova_group, marker_group
+from nova_assets.lib.products import ingest_products
 from nova_assets_tests.benchmarks.scripts import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -236,3 +238,46 @@ def test_the_variant_hides_additives_in_the_text_and_respells_markers(
         if row[at["nova_group"]]:
             first_groups[row[at["nova_group"]]].add(row[name])
     assert not first_groups["1"] & first_groups["4"]
+
+
+def test_jsonl_of_the_generated_products_gives_the_tsvs_products(
+    generator: ModuleType, dump: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """The JSONL export written from a generated TSV (duplicates, blank products of every
+    reason, nutrients) gives the very `products` the TSV gives; only the TSV's broken lines,
+    which the export leaves out, are counted differently."""
+    path, stats = dump
+    jsonl = tmp_path / "products.jsonl.gz"
+    assert generator.write_jsonl(path, jsonl) == ROWS - stats["broken_lines"]
+    content = (
+        "SELECT count(*), count(nova_blank_reason), count(energy_kcal_100g), "
+        "hash(list(p ORDER BY code)) FROM (SELECT * EXCLUDE (dump_sha256) FROM products) p"
+    )
+    tables, counts = [], []
+    for source in (path, jsonl):
+        with duckdb.connect(str(tmp_path / f"{source.name}.duckdb")) as con:
+            ingested = ingest_products(con, fetch_dump(str(source), tmp_path / "raw"))
+            tables.append(con.execute(content).fetchone())
+            counts.append((ingested.duplicate_rows, ingested.invalid_nutrients))
+    assert tables[0] == tables[1]
+    assert counts[0] == counts[1] and counts[0][0] == stats["duplicates"]
+    assert tables[0][1] > 0 and tables[0][2] > 0
+
+
+def test_cli_writes_jsonl_gzipped_by_its_name(tmp_path: Path) -> None:
+    out = tmp_path / "cli.jsonl.gz"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "1200", str(out), "--seed", "3", "--jsonl"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = gzip.decompress(out.read_bytes()).decode("utf-8").rstrip("\n").split("\n")
+    assert len(lines) == 1199 and "jsonl rows=1199" in result.stderr
+    assert not (tmp_path / "cli.jsonl.gz.tsv").exists()
+    refused = subprocess.run(
+        [sys.executable, str(SCRIPT), "10", str(out), "--jsonl", "--gzip"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "--gzip is for the TSV" in refused.stderr
