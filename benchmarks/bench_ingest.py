@@ -1,11 +1,12 @@
 """Benchmark the `products` ingest against a bare DuckDB scan and a classic pandas script.
 
-One run, one dump file (plain TSV, .gz or OFF's Parquet export), three methods, each in a fresh
-subprocess so its peak RSS is its own:
+One run, one dump file (plain TSV, .gz, OFF's Parquet export or its JSONL export), three methods,
+each in a fresh subprocess so its peak RSS is its own:
 
 - ours: `ingest_products` into a fresh temp warehouse opened with `warehouse.connect`;
 - floor: `SELECT count(*)` over the same `read_csv` call, the least DuckDB can do per line (for
-  a Parquet export: a bare `read_parquet` decoding every value of the columns `products` uses);
+  a Parquet export: a bare `read_parquet` decoding every value of the columns `products` uses;
+  for a JSONL export: `SELECT count(*)` over the same `read_json` call);
 - reference: pandas `read_csv` in chunks, tags split, `nova_group` coerced, codes de-duplicated
   (latest `last_modified_t` wins), as a careful hand-written script would do it (TSV only).
 
@@ -139,8 +140,9 @@ def run_ours(dump_path: Path, memory_limit: str, threads: int, workdir: Path) ->
 
 def floor_sql(dump_path: Path) -> str:
     """The least DuckDB can do to read the dump: a TSV parsed with our `read_csv` options, every
-    line; a Parquet export's columns that `products` uses, every value of each read."""
-    from nova_assets.lib import parquet_dump
+    line; a Parquet export's columns that `products` uses, every value of each read; a JSONL
+    export's documents, parsed by our `read_json` call."""
+    from nova_assets.lib import jsonl_dump, parquet_dump
     from nova_assets.lib.dump_format import (
         OPTIONAL_COLUMNS,
         REQUIRED_COLUMNS,
@@ -149,6 +151,9 @@ def floor_sql(dump_path: Path) -> str:
     )
     from nova_assets.lib.warehouse import sql_literal
 
+    if jsonl_dump.is_jsonl(dump_path):
+        layout = jsonl_dump.check_jsonl(dump_path)
+        return f"SELECT count(*) FROM {jsonl_dump.read_json_sql(layout)}"
     if not parquet_dump.is_parquet(dump_path):
         source = read_csv_sql(str(dump_path), dump_header(str(dump_path)))
         return f"SELECT count(*) FROM {source}"
@@ -399,11 +404,12 @@ def benchmark(
     dump_path: Path, memory_limit: str, threads: int, skip_pandas: bool
 ) -> dict[str, Any]:
     """Run every method on `dump_path` in its own subprocess; temp files go and are removed."""
+    from nova_assets.lib.jsonl_dump import is_jsonl
     from nova_assets.lib.parquet_dump import is_parquet
 
     disk_bytes, raw_bytes = measure_file(dump_path)
-    # The reference is the classic TSV script; a Parquet export is measured against its floor.
-    skip_pandas = skip_pandas or is_parquet(dump_path)
+    # The reference is the classic TSV script; an export is measured against its own floor.
+    skip_pandas = skip_pandas or is_parquet(dump_path) or is_jsonl(dump_path)
     methods = [m for m in METHODS if not (skip_pandas and m == "reference")]
     scratch = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     results: dict[str, dict[str, Any]] = {}
@@ -432,7 +438,9 @@ def benchmark(
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; `--child` is the internal per-method mode the parent starts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dump", type=Path, help="OFF TSV dump (plain or .gz) or Parquet export")
+    parser.add_argument(
+        "dump", type=Path, help="OFF TSV dump (plain or .gz), Parquet export or JSONL export"
+    )
     parser.add_argument("--memory-limit", default="4GB", help="DuckDB memory_limit")
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (all CPUs)")
     parser.add_argument("--skip-pandas", action="store_true", help="leave out the reference")

@@ -82,3 +82,24 @@ def test_a_parquet_export_is_measured_against_its_own_floor(
     assert floor["lines"] == ours["lines"] == rows
     assert ours["products"] == rows - stats["duplicates"]
     assert report["ratios"]["ours_vs_floor_throughput"] > 0
+
+
+def test_a_jsonl_export_is_measured_against_a_bare_read_json(
+    bench: ModuleType,
+    dump: tuple[Path, dict],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    generator = load_script("generate_dump")
+    path, stats = dump
+    jsonl = tmp_path / "products.jsonl.gz"
+    rows = generator.write_jsonl(path, jsonl)
+    assert bench.main([str(jsonl), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out.rstrip().splitlines()[-1].removeprefix("BENCH_JSON "))
+    assert set(report["methods"]) == {"ours", "floor"}
+    ours, floor = report["methods"]["ours"], report["methods"]["floor"]
+    assert floor["lines"] == ours["lines"] == rows
+    assert ours["products"] == rows - stats["duplicates"]
+    assert report["gzipped"] and ours["raw_mb_per_s"] > ours["mb_per_s"] > 0
+    assert ours["peak_rss_mb"] > 0 and "| floor |" in out
