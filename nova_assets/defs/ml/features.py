@@ -14,7 +14,6 @@ from nova_assets.defs.warehouse.assets import products, test_split
 from nova_assets.lib import builds
 from nova_assets.lib.files import write_atomically
 from nova_assets.lib.markdown import table
-from nova_assets.lib.warehouse import transaction
 
 FILES = ("train.npz", "test.npz", "manifest.json")
 
@@ -50,15 +49,10 @@ def feature_matrix(
     data_dir: DataDir,
 ) -> dg.MaterializeResult:
     from nova_assets.lib.evidence import population_weights
-    from nova_assets.lib.features import (
-        FAMILIES,
-        build_vocabulary,
-        labelled_rows_sql,
-        product_matrix,
-    )
+    from nova_assets.lib.features import FAMILIES
     from nova_assets.lib.paths import REAL_PRODUCTS
-    from nova_assets.lib.predictions import population
-    from nova_assets.lib.real_products import file_sha256, load_real_products
+    from nova_assets.lib.real_products import file_sha256
+    from nova_assets.lib.training_data import training_data
 
     dump = latest_dump(data_dir.paths)
     directory = data_dir.paths.features
@@ -71,19 +65,9 @@ def feature_matrix(
         (directory / name).exists() for name in FILES
     ):
         return unchanged("features of this dump with these settings, by this code", version)
-    real = "real_products" if corpus else None
     with warehouse.connect(publish=["feature_vocabulary"]) as con:
-        if real:
-            # Loaded and committed before the transaction: uncommitted rows have row ids far
-            # out of the dense range the matrix's row keys need.
-            load_real_products(con, REAL_PRODUCTS, real, temporary=True)
-        with transaction(con):
-            features = build_vocabulary(con, config.min_count, real)
-            train = product_matrix(con, labelled_rows_sql("train", real), features)
-            if len(train) == 0:
-                raise ValueError("no labelled training products: cannot build features")
-            test = product_matrix(con, labelled_rows_sql("test"), features)
-            unlabelled = population(con)
+        data = training_data(con, config.min_count, REAL_PRODUCTS if corpus else None)
+    features, train, test, unlabelled = data.features, data.train, data.test, data.unlabelled
     real_rows = int(train.corpus.sum())
     train.save(directory / "train.npz")
     test.save(directory / "test.npz")
