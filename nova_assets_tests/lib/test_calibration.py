@@ -44,3 +44,20 @@ def test_calibration_learns_the_true_shares_from_overconfident_probabilities():
     assert fit_calibrator(proba[:10], y[:10]) is None
     assert fit_calibrator(proba, np.full(n, 4)) is None
     assert apply_calibrator(None, proba) is proba
+
+
+def test_with_assurance_the_precision_must_be_measured_on_enough_answers():
+    # 20 answers, all right: precision 1.0, but 20 of 20 does not make 0.95 95 % sure.
+    probability = np.linspace(0.99, 0.80, 20)
+    correct = np.ones(20, dtype=bool)
+    assert choose_threshold(probability, correct, 0.95, unmeasured=0.5) == 0.0
+    assert choose_threshold(probability, correct, 0.95, unmeasured=0.5, assurance=0.95) == np.inf
+    # 300 answers, the 10 least probable wrong: all of them are 0.967 right, but with a lower
+    # bound of 0.940; the assured cut drops some of the wrong ones until the bound is 0.95.
+    probability = np.linspace(0.999, 0.5, 300)
+    correct = np.r_[np.ones(290, dtype=bool), np.zeros(10, dtype=bool)]
+    assert choose_threshold(probability, correct, 0.95, unmeasured=0.5) == 0.0
+    assured = choose_threshold(probability, correct, 0.95, unmeasured=0.5, assurance=0.95)
+    accepted = probability >= assured
+    assert 290 <= accepted.sum() < 300
+    assert correct[accepted].mean() > 0.97
