@@ -39,12 +39,24 @@ def beats_rules(report: dict[str, Any]) -> bool:
     return standing(report, "model").macro_f1 >= standing(report, "rules").macro_f1
 
 
-def promotion_decision(report: dict[str, Any]) -> tuple[bool, str]:
+def promotion_decision(report: dict[str, Any], current: str | None) -> tuple[bool, str]:
     """Whether the evaluated model should become champion, and why, from one report (whose
-    champion, if any, was scored on the same test products)."""
+    champion, if any, was scored on the same test products) and the version that is champion
+    now (`current`, None if none is): the reason says what really happened, so a run that
+    changes nothing says so."""
     model = standing(report, "model")
     champion = standing(report, "champion")
     majority, rules = standing(report, "majority"), standing(report, "rules")
+    skipped = report.get("champion_skipped")
+    if current == model.version:
+        return False, f"v{model.version} stays champion: nothing new to compare"
+    scored_beside = champion.version if champion else None
+    if current is not None and scored_beside != current and not skipped:
+        beside = f"champion v{scored_beside}" if scored_beside else "no champion"
+        return False, (
+            f"v{current} stays champion: the report scored v{model.version} beside {beside}; "
+            "rematerialize evaluation_report"
+        )
     if not beats_majority(report):
         return False, (
             f"v{model.version} does not beat the majority baseline (mix macro-F1 "
@@ -56,21 +68,19 @@ def promotion_decision(report: dict[str, Any]) -> tuple[bool, str]:
             f"{rules.macro_f1:.4f})"
         )
     if champion is None:
-        skipped = report.get("champion_skipped")
         return True, (
             f"v{model.version} replaces {skipped}"
             if skipped
             else f"v{model.version} is the first model to pass its checks"
         )
-    if champion.version == model.version:
-        return False, f"v{model.version} is already the champion"
-    if model.macro_f1 > champion.macro_f1:
+    margin = model.macro_f1 - champion.macro_f1
+    if margin > 0:
         return True, (
-            f"v{model.version} mix macro-F1 {model.macro_f1:.4f} beats champion "
-            f"v{champion.version} {champion.macro_f1:.4f} on the same {report['test_rows']} "
-            "test products"
+            f"v{model.version} beat champion v{champion.version} by {margin:.4f} mix macro-F1 "
+            f"({model.macro_f1:.4f} vs {champion.macro_f1:.4f} on the same "
+            f"{report['test_rows']} test products)"
         )
     return False, (
-        f"v{model.version} mix macro-F1 {model.macro_f1:.4f} does not beat champion "
-        f"v{champion.version} {champion.macro_f1:.4f}; champion kept"
+        f"v{model.version} does not beat champion v{champion.version} (mix macro-F1 "
+        f"{model.macro_f1:.4f} vs {champion.macro_f1:.4f}); v{champion.version} stays champion"
     )

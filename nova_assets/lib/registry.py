@@ -29,6 +29,9 @@ CURRENT_INPUT = "products-v3"
 TRAINING_FINGERPRINT = "training_fingerprint"
 """Version tag: the dump, features, settings and code it was trained from (see
 tracking.training_fingerprint)."""
+EVALUATED_BESIDE = "evaluated_beside"
+"""Version tag: the champion a version was scored beside in its evaluation report, so that once
+the version is champion itself a rerun scores it beside the same one and rewrites nothing."""
 
 
 def takes_current_input(version: ModelVersion) -> bool:
@@ -104,6 +107,26 @@ def champion_version(client: MlflowClient, name: str = MODEL_NAME) -> ModelVersi
 
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def rival(
+    client: MlflowClient, version: ModelVersion, champion: ModelVersion | None
+) -> ModelVersion | None:
+    """The champion `version` is scored beside: the current one, or, once `version` has become
+    champion itself, the one it was scored beside before (EVALUATED_BESIDE); None for the first."""
+    from mlflow.exceptions import MlflowException
+
+    if champion is None:
+        return None
+    if str(champion.version) != str(version.version):
+        return champion
+    beside = version.tags.get(EVALUATED_BESIDE)
+    if not beside:
+        return None
+    try:
+        return client.get_model_version(version.name, beside)
     except MlflowException:
         return None
 

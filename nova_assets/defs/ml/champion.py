@@ -30,7 +30,8 @@ def champion_model(
             f"the evaluation report is for v{report['model']['version']} but the newest version is "
             f"v{newest.version if newest else 'none'}: rematerialize evaluation_report"
         )
-    promote, reason = promotion_decision(report)
+    current = champion_version(client)
+    promote, reason = promotion_decision(report, current and str(current.version))
     if promote:
         client.set_registered_model_alias(MODEL_NAME, CHAMPION, newest.version)
     champion = champion_version(client)

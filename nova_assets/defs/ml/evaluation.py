@@ -13,9 +13,11 @@ from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
 from nova_assets.lib import builds
 from nova_assets.lib.markdown import interval
 from nova_assets.lib.registry import (
+    EVALUATED_BESIDE,
     MODEL_NAME,
     champion_version,
     latest_version,
+    rival,
     takes_current_input,
 )
 from nova_assets.lib.report_files import exists
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
 def _contenders(
     store: MlflowStore, version: "ModelVersion", champion: "ModelVersion | None"
 ) -> tuple[list["Contender"], str | None]:
-    """The model, its reference and the champion (unless it is the model, or takes an input of
-    older code and cannot be scored: then the second value says so)."""
+    """The model, its reference and the champion it is scored beside (`registry.rival`), unless
+    that takes an input of older code and cannot be scored: then the second value says so."""
     from nova_assets.lib.evaluate import Contender
 
     def registered(key: str, v: "ModelVersion") -> Contender:
@@ -49,7 +51,7 @@ def _contenders(
             store.pipeline(version.tags["reference_model_uri"]),
         ),
     ]
-    if champion is None or str(champion.version) == str(version.version):
+    if champion is None:
         return contenders, None
     if not takes_current_input(champion):
         return contenders, f"champion v{champion.version}, which takes an older input"
@@ -87,13 +89,14 @@ def evaluation_report(
         raise RuntimeError(
             f"no version of {MODEL_NAME} is registered: materialize nova_model first"
         )
-    champion = champion_version(client)
+    # Once the model is champion, still the one it was first scored beside: an unchanged rerun
+    # after a promotion keeps the report, its comparison row included.
+    beside = rival(client, version, champion_version(client))
     features, reports = data_dir.paths.features, data_dir.paths.reports
     manifest = read_manifest(features)
-    rival = champion if champion and str(champion.version) != str(version.version) else None
     build = builds.fingerprint(
         model=version.version,
-        champion=rival and rival.version,  # the champion scored beside the model, if another
+        champion=beside and beside.version,  # the champion scored beside the model
         features=[manifest["dump_sha256"], manifest["min_count"]],
     )
     if warehouse.built_as("evaluation_report") == build and exists(reports):
@@ -102,13 +105,15 @@ def evaluation_report(
     if len(test) == 0:
         raise ValueError("the test split has no labelled product: cannot evaluate")
     majority = majority_baseline(ProductMatrix.load(features / "train.npz").labels)
-    contenders, skipped = _contenders(mlflow_store, version, champion)
+    contenders, skipped = _contenders(mlflow_store, version, beside)
     with warehouse.connect(read_only=True) as con:
         matrices = {c.key: in_vocabulary(con, c.pipeline, test) for c in contenders}
         report = build_report(contenders, matrices, majority, manifest["slice_weights"], con)
     report.update(dump_sha256=version.tags.get("dump_sha256", ""), champion_skipped=skipped)
     files = rp.write_report(report, reports)
     log_evaluation(client, version, report, files)
+    if beside is not None:
+        client.set_model_version_tag(MODEL_NAME, version.version, EVALUATED_BESIDE, beside.version)
     with warehouse.connect() as con:
         builds.record(con, "evaluation_report", build)
     model, rules = report["model"], report["rules"]

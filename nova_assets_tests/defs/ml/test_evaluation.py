@@ -15,7 +15,7 @@ from nova_assets.definitions import defs
 from nova_assets.lib.evidence import SLICES
 from nova_assets.lib.nova_rules import marker_group
 from nova_assets.lib.paths import data_paths
-from nova_assets.lib.registry import MODEL_NAME
+from nova_assets.lib.registry import CHAMPION, MODEL_NAME, client_for
 from nova_assets_tests.defs.graph import FAST_MODEL, OUR_CODE, failure_text
 
 SECTIONS = (
@@ -35,10 +35,9 @@ SECTIONS = (
 MODELS = ("model", "rules", "reference", "majority")
 
 
-def materialize(
-    instance: DagsterInstance, selection: list[str] | None = None, model: dict = FAST_MODEL
-):
-    """Run the graph (or `selection`) with the fast model config; also return our deprecations."""
+def run(instance: DagsterInstance, selection: list[str] | None = None, model: dict = FAST_MODEL):
+    """Run the graph (or `selection`) with the fast model config; it succeeds, without our
+    deprecations."""
     job = defs().resolve_implicit_global_asset_job_def()
     keys = [dg.AssetKey(k) for k in selection] if selection else None
     run_config = (
@@ -59,13 +58,50 @@ def materialize(
     ]
     assert result.success, failure_text(result)
     assert ours == []
-    event = next(
-        e
+    return result
+
+
+def metadata_of(result, asset: str) -> dict:
+    return next(
+        e.materialization.metadata
         for e in result.get_asset_materialization_events()
-        if e.asset_key.path[-1] == "evaluation_report"
+        if e.asset_key.path[-1] == asset
     )
+
+
+def materialize(
+    instance: DagsterInstance, selection: list[str] | None = None, model: dict = FAST_MODEL
+):
+    """The report and `evaluation_report`'s metadata of a run (see `run`)."""
+    result = run(instance, selection, model)
     report = json.loads((data_paths().reports / "evaluation.json").read_text())
-    return report, event.materialization.metadata
+    return report, metadata_of(result, "evaluation_report")
+
+
+def report_files() -> dict[str, bytes]:
+    reports = data_paths().reports
+    return {str(f.relative_to(reports)): f.read_bytes() for f in reports.rglob("*") if f.is_file()}
+
+
+def rerun(instance: DagsterInstance) -> dict:
+    """`evaluation_report` and `champion_model` again on what is there: the report files
+    before and after, the report's status and the champion's reason as logged."""
+    before = report_files()
+    result = run(instance, ["evaluation_report", "champion_model"])
+    champion = metadata_of(result, "champion_model")
+    logged = [
+        e.message
+        for e in instance.all_logs(result.run_id)
+        if e.step_key == "champion_model" and e.message.startswith(("promoted: ", "kept: "))
+    ]
+    return {
+        "before": before,
+        "after": report_files(),
+        "status": metadata_of(result, "evaluation_report")["status"].value,
+        "reason": champion["reason"].value,
+        "action": champion["action"].value,
+        "logged": logged,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +116,32 @@ def runs(tmp_path_factory):
         for name in ("MLFLOW_TRACKING_URI", "NOVA_DUMP_URL", "NOVA_INCOMING_DIR"):
             mp.delenv(name, raising=False)
         with DagsterInstance.ephemeral() as instance:
-            first = materialize(instance)
+            result = run(instance)
+            first = (
+                json.loads((data_paths().reports / "evaluation.json").read_text()),
+                metadata_of(result, "evaluation_report"),
+            )
+            first_champion = metadata_of(result, "champion_model")
             first_md = (data_paths().reports / "evaluation.md").read_text()
+            first_rerun = rerun(instance)
             # Another setting that converges to the same model: a second version, tied.
             second = materialize(
                 instance, ["nova_model", "evaluation_report"], {**FAST_MODEL, "max_iter": 5000}
             )
-            yield {"first": first, "first_md": first_md, "second": second}
+            tied = rerun(instance)
+            # v2 made champion as a promotion would: the next rerun must keep its report.
+            uri = data_paths().mlflow_tracking_uri
+            client_for(uri).set_registered_model_alias(MODEL_NAME, CHAMPION, "2")
+            promoted_rerun = rerun(instance)
+            yield {
+                "first": first,
+                "first_md": first_md,
+                "first_champion": first_champion,
+                "first_rerun": first_rerun,
+                "second": second,
+                "tied": tied,
+                "promoted_rerun": promoted_rerun,
+            }
 
 
 def test_every_slice_has_every_model_with_the_keys_of_today(runs):
@@ -260,3 +315,42 @@ def test_a_new_model_is_compared_with_the_champion(runs):
         )
     assert "| champion v1 |" in metadata["report"].value
     assert "champion v1 +0.000" in metadata["report"].value  # the same data and settings
+
+
+def test_an_unchanged_rerun_rewrites_no_report_and_says_nothing_happened(runs):
+    first = runs["first_rerun"]
+    assert first["status"].startswith("unchanged")
+    assert first["after"] == first["before"] and "evaluation.json" in first["after"]
+    assert (first["action"], first["reason"]) == (
+        "kept",
+        "v1 stays champion: nothing new to compare",
+    )
+    assert first["logged"] == ["kept: v1 stays champion: nothing new to compare"]
+
+
+def test_the_first_model_is_promoted_as_the_first(runs):
+    champion = runs["first_champion"]
+    assert champion["action"].value == "promoted"
+    assert champion["reason"].value == "v1 is the first model to pass its checks"
+
+
+def test_a_tied_challenger_leaves_the_champion_and_says_so(runs):
+    tied = runs["tied"]
+    assert tied["status"].startswith("unchanged")  # evaluated beside v1 in the run before
+    assert tied["after"] == tied["before"]
+    assert tied["action"] == "kept"
+    assert tied["reason"].startswith("v2 does not beat champion v1 (mix macro-F1 ")
+    assert tied["reason"].endswith("; v1 stays champion")
+
+
+def test_a_rerun_after_a_promotion_keeps_the_report_and_its_champion_row(runs):
+    rerun = runs["promoted_rerun"]
+    assert rerun["status"].startswith("unchanged")
+    assert rerun["after"] == rerun["before"]
+    report = json.loads(rerun["after"]["evaluation.json"])
+    assert report["model"]["version"] == "2" and report["champion"]["version"] == "1"
+    assert b"| champion v1 |" in rerun["after"]["evaluation.md"]
+    assert (rerun["action"], rerun["reason"]) == (
+        "kept",
+        "v2 stays champion: nothing new to compare",
+    )
