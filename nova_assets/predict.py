@@ -8,7 +8,9 @@
 otherwise give what you know of the product: `--name` and comma-separated OFF tags with
 `--tags` (ingredients), `--additives`, `--categories`, `--partial-ingredients` when many
 of its ingredients are unknown to OFF, and nutrients per 100 g as OFF's CSV names them
-(`--sugars_100g 48 --energy-kcal_100g 539`). Errors are one line on stderr with exit code 2.
+(`--sugars_100g 48 --energy-kcal_100g 539`). Tags are read as OFF spells them (`palm oil` is
+`en:palm-oil`); those the model does not know are named, and an answer made from nothing it
+knows is never confident. Errors are one line on stderr with exit code 2.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from nova_assets.lib.model_input import (
     NAME_COLUMN,
     NUTRIENT_INPUTS,
     PARTIAL_COLUMN,
+    TAG_FORM,
     BadModelInput,
     as_tags,
 )
@@ -101,10 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--code", help="a product code in the warehouse")
     parser.add_argument("--name", help="the product's name, in any language")
     parser.add_argument(
-        "--tags", help="comma-separated ingredients tags, e.g. en:sugar,en:palm-oil"
+        "--tags",
+        help="comma-separated ingredients tags as OFF writes them, e.g. en:sugar,en:palm-oil "
+        "('sugar, palm oil' is read so too)",
     )
-    parser.add_argument("--additives", help="comma-separated additives tags")
-    parser.add_argument("--categories", help="comma-separated categories tags")
+    parser.add_argument("--additives", help="comma-separated additives tags, e.g. en:e322")
+    parser.add_argument("--categories", help="comma-separated categories tags, e.g. en:spreads")
     parser.add_argument(
         "--partial-ingredients",
         action="store_true",
@@ -147,13 +152,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = answer["off_nova_group"]
         why = f" ({answer['nova_blank_reason']})" if answer.get("nova_blank_reason") else ""
         print(f"OFF's NOVA group: {known if known is not None else 'none'}{why}")
-    sure = "confident" if answer["confident"] else "not confident: under its threshold"
+    nothing_known = "no tag, name or nutrient the model knows"
+    if answer["confident"]:
+        sure = "confident"
+    elif not answer["known_evidence"]:
+        sure = f"not confident: {nothing_known}"
+    else:
+        sure = "not confident: under its threshold"
     print(
         f"predicted NOVA group {answer['nova_group']} (probability {answer['probability']:.2f}, "
         f"{sure}; {MODEL_NAME} v{answer['model_version']})"
     )
+    if answer["unknown_tags"]:
+        print(
+            "not understood (not in the model's vocabulary; "
+            + TAG_FORM
+            + "): "
+            + "; ".join(f"{c} {', '.join(t)}" for c, t in answer["unknown_tags"].items())
+        )
     print(f"from: {', '.join(answer['evidence']) or 'nothing'}")
-    print("because of: " + (", ".join(answer["reasons"]) or "nothing the model weighs for it"))
+    if not answer["known_evidence"]:
+        print(f"because of: nothing: {nothing_known}")
+    else:
+        print("because of: " + (", ".join(answer["reasons"]) or "nothing the model weighs for it"))
     return 0
 
 

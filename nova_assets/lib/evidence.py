@@ -118,6 +118,14 @@ def has_evidence(matrix: ProductMatrix) -> np.ndarray:
     return matrix.evidence.any(axis=1)
 
 
+def known_evidence(matrix: ProductMatrix) -> np.ndarray:
+    """Products carrying something the model reads: a tag in its vocabulary (OFF's markers always
+    are), a name, or nutrients. Tags outside the vocabulary count as evidence (`has_evidence`)
+    but tell the model nothing: a product with only those has no known evidence."""
+    tags = np.asarray(matrix.X.getnnz(axis=1)) > 0
+    return tags | matrix.evidence[:, NAME] | matrix.evidence[:, NUTRIENTS]
+
+
 def family_of_columns(features: list[str]) -> np.ndarray:
     """Index into EVIDENCE of each vocabulary column's family."""
     return np.array([EVIDENCE.index(split_feature(f)[0]) for f in features], dtype=np.int8)

@@ -8,6 +8,7 @@ answers with HTTP 400 and the message.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from nova_assets.lib.evidence import known_evidence
 from nova_assets.lib.features import (
     EVIDENCE,
     FAMILIES,
@@ -23,6 +25,7 @@ from nova_assets.lib.features import (
     csr_from_pairs,
     nutrient_evidence,
 )
+from nova_assets.lib.nova_rules import marker_group
 from nova_assets.lib.nutrients import CSV_COLUMNS, NUTRIENTS
 
 INPUT_COLUMNS = tuple(f"{family}_tags" for family in FAMILIES)
@@ -74,13 +77,28 @@ def _missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
+TAG_FORM = "OFF's tags look like en:palm-oil"
+_LANGUAGE = re.compile(r"^[a-z]{2}:")
+_SEPARATORS = re.compile(r"[\s_]+")
+
+
+def normalise_tag(tag: str) -> str:
+    """A tag as OFF spells its taxonomy ids, from the ways people write one: `Palm oil`,
+    ` palm_oil `, `en:Palm Oil` all give `en:palm-oil` (lowercase, trimmed, spaces and
+    underscores to hyphens, `en:` when no language `xx:` is given). OFF's own ids are kept."""
+    tag = _SEPARATORS.sub("-", re.sub(r"\s*:\s*", ":", tag.strip().lower())).strip("-")
+    if not tag or _LANGUAGE.match(tag):
+        return tag
+    return f"en:{tag}"
+
+
 def as_tags(value: object, *, row: int = 0, column: str = "tags") -> list[str]:
-    """One cell as a list of tags: a list/array of strings, OFF's comma-separated string, or
-    nothing (None, NaN, pandas' NA) for no tags."""
+    """One cell as a list of tags spelt as OFF does (`normalise_tag`): a list/array of strings,
+    OFF's comma-separated string, or nothing (None, NaN, pandas' NA) for no tags."""
     if _missing(value):
         return []
     if isinstance(value, str):
-        return [t.strip() for t in value.split(",") if t.strip()]
+        return [t for t in map(normalise_tag, value.split(",")) if t]
     if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
         items = list(value)
         wrong = [t for t in items if not isinstance(t, str)]
@@ -89,7 +107,7 @@ def as_tags(value: object, *, row: int = 0, column: str = "tags") -> list[str]:
                 f"row {row}, column {column}: tags must be strings, got {type(wrong[0]).__name__} "
                 f"{wrong[0]!r}; {EXPECTED}"
             )
-        return [t for t in items if t]
+        return [t for t in map(normalise_tag, items) if t]
     raise _bad_model_input()(
         f"row {row}, column {column}: expected a list of tags, got {type(value).__name__} "
         f"{value!r}; {EXPECTED}"
@@ -205,10 +223,16 @@ def _rows(rows: Sequence[int], limit: int = 10) -> str:
 
 class ProductVectorizer(TransformerMixin, BaseEstimator):
     """Raw products (tag list columns, optional `product_name`, `partial_ingredients` and
-    nutrients) to the ProductMatrix of a fixed vocabulary."""
+    nutrients) to the ProductMatrix of a fixed vocabulary.
 
-    def __init__(self, features: Sequence[str] = ()):
+    `refuse_unknown`: `transform` refuses a product the model knows nothing of (no tag in the
+    vocabulary, no name, no nutrient), naming its tags. Set on the pipelines the project logs:
+    MLflow serving answers with groups only, so a group made of nothing would pass for an answer.
+    """
+
+    def __init__(self, features: Sequence[str] = (), refuse_unknown: bool = False):
         self.features = features
+        self.refuse_unknown = refuse_unknown
 
     def fit(self, X=None, y=None):
         self.index_ = {f: i for i, f in enumerate(self.features)}
@@ -216,6 +240,14 @@ class ProductVectorizer(TransformerMixin, BaseEstimator):
 
     def transform(self, X: pd.DataFrame) -> ProductMatrix:
         """Raises BadModelInput (HTTP 400 when served) on input that is not products."""
+        matrix, unknown = self.read(X)
+        if getattr(self, "refuse_unknown", False):
+            refuse_unknown_products(matrix, unknown)
+        return matrix
+
+    def read(self, X: pd.DataFrame) -> tuple[ProductMatrix, list[dict[str, list[str]]]]:
+        """The products of `X` as a ProductMatrix, and per product its tags the model does not
+        read (`unknown_tags`); raises BadModelInput on input that is not products."""
         raw = read_products(X)
         index = getattr(self, "index_", None) or self.fit().index_
         rows, cols = [], []
@@ -231,7 +263,7 @@ class ProductVectorizer(TransformerMixin, BaseEstimator):
             [[bool(t) for t in raw.tags[c]] for c in INPUT_COLUMNS]
             + [[bool(s) for s in raw.names], nutrient_evidence(raw.nutrients)]
         ).reshape(n, len(EVIDENCE))
-        return ProductMatrix(
+        matrix = ProductMatrix(
             X=csr_from_pairs(np.array(rows), np.array(cols), n, len(self.features)),
             codes=np.arange(n).astype(str),
             labels=np.zeros(n, dtype=np.int8),
@@ -241,6 +273,36 @@ class ProductVectorizer(TransformerMixin, BaseEstimator):
             partial=np.array(raw.partial, dtype=bool),
             nutrients=raw.nutrients,
         )
+        return matrix, unknown_tags(index, raw)
+
+
+def unknown_tags(index: dict[str, int], raw: RawProducts) -> list[dict[str, list[str]]]:
+    """Per product, column -> the tags the model does not read: outside its vocabulary (`index`:
+    `family:tag` -> column) and not one of OFF's markers. Columns without any are left out."""
+    out: list[dict[str, list[str]]] = [{} for _ in range(len(raw))]
+    for family, column in zip(FAMILIES, INPUT_COLUMNS, strict=True):
+        for row, tags in enumerate(raw.tags[column]):
+            unknown = [
+                t for t in tags if f"{family}:{t}" not in index and marker_group(family, t) is None
+            ]
+            if unknown:
+                out[row][column] = unknown
+    return out
+
+
+def refuse_unknown_products(matrix: ProductMatrix, unknown: list[dict[str, list[str]]]) -> None:
+    """BadModelInput naming the products with no known evidence, and their tags."""
+    nothing = np.flatnonzero(~known_evidence(matrix)).tolist()
+    if not nothing:
+        return
+    said = "; ".join(
+        f"row {i} " + (" ".join(f"{c}: {', '.join(t)}" for c, t in unknown[i].items()) or "none")
+        for i in nothing[:10]
+    )
+    raise _bad_model_input()(
+        f"product(s) at row {_rows(nothing)} have no tag the model knows, no name and no "
+        f"nutrient: nothing to predict from. Tags not understood: {said}; {TAG_FORM}"
+    )
 
 
 def example_input() -> pd.DataFrame:

@@ -35,6 +35,7 @@ from nova_assets.lib.evidence import (
     STATES,
     has_evidence,
     hide,
+    known_evidence,
     states,
 )
 from nova_assets.lib.features import (
@@ -436,14 +437,16 @@ class Prediction:
 
 def predict(pipeline: Pipeline, matrix: ProductMatrix) -> Prediction:
     """Group, calibrated probability and confidence for products already in the pipeline's
-    vocabulary (a ProductMatrix over the same features)."""
+    vocabulary (a ProductMatrix over the same features). An answer made from no known evidence
+    (`known_evidence`) is never confident, whatever its probability."""
     classifier: NovaClassifier = pipeline.named_steps["classifier"]
     best, proba, state_index = classifier.answer(matrix)
     probability = proba[np.arange(len(best)), best]
     return Prediction(
         groups=np.array(GROUPS, dtype=np.int8)[best],
         probability=probability,
-        confident=probability >= classifier.thresholds_[state_index, best],
+        confident=(probability >= classifier.thresholds_[state_index, best])
+        & known_evidence(matrix),
     )
 
 
@@ -584,5 +587,8 @@ def fit_pipeline(
         matrix, y, n_jobs=n_jobs, start=first, cluster=cluster
     )
     return Pipeline(
-        [("products", ProductVectorizer(matrix.features).fit()), ("classifier", classifier)]
+        [
+            ("products", ProductVectorizer(matrix.features, refuse_unknown=True).fit()),
+            ("classifier", classifier),
+        ]
     )

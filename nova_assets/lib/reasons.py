@@ -8,7 +8,7 @@ import pandas as pd
 from scipy import sparse
 from sklearn.pipeline import Pipeline
 
-from nova_assets.lib.evidence import STATES, evidence_labels, states
+from nova_assets.lib.evidence import STATES, evidence_labels, known_evidence, states
 from nova_assets.lib.features import EVIDENCE, ProductMatrix
 from nova_assets.lib.models import NUTRIENT_SCALE, NovaClassifier, predict
 from nova_assets.lib.nutrients import CSV_COLUMNS, NUTRIENTS, describe
@@ -220,10 +220,13 @@ def _top_per_row(
 
 
 def explain(pipeline: Pipeline, products: pd.DataFrame, k: int = 3) -> list[dict]:
-    """Answer, calibrated probability, whether it is confident, the evidence used and the
-    reasons (a nutrient with its value: "sugars 48 g / 100 g"), for products given raw (tag
-    lists, optional name, partial flag and nutrients)."""
-    matrix = pipeline.named_steps["products"].transform(products)
+    """Answer, calibrated probability, whether it is confident, the evidence used, the reasons
+    (a nutrient with its value: "sugars 48 g / 100 g"), whether the model knows any of the
+    product's evidence and which of its tags it does not read (column -> tags), for products
+    given raw (tag lists, optional name, partial flag and nutrients). A product the model knows
+    nothing of is answered, never confidently, not refused as the served model refuses it."""
+    matrix, unknown = pipeline.named_steps["products"].read(products)
+    known = known_evidence(matrix)
     classifier: NovaClassifier = pipeline.named_steps["classifier"]
     answer = predict(pipeline, matrix)
     offsets, cols = reasons(classifier, matrix, answer.groups, k)
@@ -245,6 +248,8 @@ def explain(pipeline: Pipeline, products: pd.DataFrame, k: int = 3) -> list[dict
             "evidence": evidence[i],
             "partial_ingredients": bool(matrix.partial[i]),
             "reasons": [said(i, c) for c in cols[offsets[i] : offsets[i + 1]]],
+            "known_evidence": bool(known[i]),
+            "unknown_tags": unknown[i],
         }
         for i in range(len(matrix))
     ]

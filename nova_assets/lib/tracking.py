@@ -15,7 +15,7 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import DataType
-from mlflow.types.schema import Array, ColSpec, Schema
+from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
 from nova_assets.lib import builds
 from nova_assets.lib.evidence import SLICES
@@ -43,14 +43,16 @@ SIGNATURE = ModelSignature(
         [ColSpec(Array(DataType.string), column) for column in INPUT_COLUMNS]
         + [
             ColSpec(DataType.string, NAME_COLUMN, required=False),
-            ColSpec(DataType.boolean, PARTIAL_COLUMN, required=False),
+            # Any, checked by the model (`as_flag`): MLflow would cast any text to true, "no"
+            # included, before the model could refuse it.
+            ColSpec(AnyType(), PARTIAL_COLUMN, required=False),
         ]
         + [ColSpec(DataType.double, column, required=False) for column in NUTRIENT_INPUTS]
     ),
     outputs=Schema([ColSpec(DataType.long)]),
 )
-"""Tag lists required (empty lists are fine); the name, the partial flag and the nutrients per
-100 g (named as OFF's CSV names them) optional."""
+"""Tag lists required (empty lists are fine); the name, the partial flag (true or false) and the
+nutrients per 100 g (named as OFF's CSV names them) optional."""
 
 
 TRAIN_ACCURACY_ROWS = 50_000

@@ -133,6 +133,18 @@ def test_nutrients_per_100_g_are_taken_and_enough_alone(server):
     assert answer["predictions"] == [4, 4, 1]
 
 
+def test_offs_tag_spellings_are_read_as_offs_ids(server):
+    spelt = {
+        "ingredients_tags": ["Sugar", " palm oil ", "hazelnut", "emulsifier", "E322"],
+        "additives_tags": ["e322"],
+        "categories_tags": ["spreads"],
+    }
+    water = {**WATER, "ingredients_tags": ["water", "mineral_water"], "categories_tags": ["Waters"]}
+    status, answer = invoke(server, records(spelt, water))
+    assert status == 200, answer
+    assert answer["predictions"] == [4, 1]
+
+
 def test_a_string_where_a_list_belongs_is_refused_by_the_signature(server):
     row = {**WATER, "ingredients_tags": "en:water,en:mineral-water"}
     status, answer = invoke(server, records(row))
@@ -155,6 +167,20 @@ def test_a_string_where_a_list_belongs_is_refused_by_the_signature(server):
         ),
         (records({k: [] for k in WATER}), "have no tags, no name and no nutrient at all"),
         (records({**WATER, "product_name": 7}), "product_name"),
+        (
+            records({**WATER, "partial_ingredients": "yes"}),
+            "column partial_ingredients: expected true or false, got str 'yes'",
+        ),
+        (records({**WATER, "partial_ingredients": 1}), "column partial_ingredients"),
+        # Nothing the model knows: refused, the tags it did not understand named.
+        (
+            records(
+                WATER,
+                {"ingredients_tags": ["foo", "bar"], "additives_tags": [], "categories_tags": []},
+            ),
+            "product(s) at row 1 have no tag the model knows, no name and no nutrient: nothing to "
+            "predict from. Tags not understood: row 1 ingredients_tags: en:foo, en:bar",
+        ),
         (records({**WATER, "sugars_100g": 150.0}), "sugars_100g: 150.0 per 100 g is impossible"),
         (records({**WATER, "sugars_100g": "lots"}), "sugars_100g"),
         ({"dataframe_split": {"columns": list(WATER), "data": []}}, "no product"),
@@ -167,6 +193,9 @@ def test_a_string_where_a_list_belongs_is_refused_by_the_signature(server):
         "number-not-list",
         "all-lists-empty",
         "number-as-name",
+        "text-as-flag",
+        "number-as-flag",
+        "only-unknown-tags",
         "impossible-nutrient",
         "text-as-nutrient",
         "no-rows",

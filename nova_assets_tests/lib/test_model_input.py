@@ -4,7 +4,13 @@ import pandas as pd
 import pytest
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, ErrorCode
 
-from nova_assets.lib.model_input import BadModelInput, ProductVectorizer, as_tags, read_products
+from nova_assets.lib.model_input import (
+    BadModelInput,
+    ProductVectorizer,
+    as_tags,
+    normalise_tag,
+    read_products,
+)
 
 GOOD = {
     "ingredients_tags": [["en:sugar"], "en:water, en:salt", None],
@@ -18,7 +24,7 @@ def test_lists_arrays_strings_and_nothing_are_tags():
     assert products.tags["ingredients_tags"] == [["en:sugar"], ["en:water", "en:salt"], []]
     assert products.tags["additives_tags"] == [["en:e322"], [], []]
     assert products.names == ["", "", ""] and products.partial == [False] * 3
-    assert as_tags("a,,b,") == ["a", "b"]
+    assert as_tags("a,,b,") == ["en:a", "en:b"]
 
 
 def test_names_and_the_partial_flag_are_optional_columns():
@@ -117,3 +123,51 @@ def test_the_vectorizer_checks_its_input():
         [True, False, False, False, False],
         [False, False, True, False, False],
     ]
+
+
+@pytest.mark.parametrize(
+    ("written", "tag"),
+    [
+        ("sugar", "en:sugar"),
+        ("Palm oil", "en:palm-oil"),
+        (" palm oil ", "en:palm-oil"),
+        ("palm_oil", "en:palm-oil"),
+        ("en: Palm  Oil", "en:palm-oil"),
+        ("E322", "en:e322"),
+        ("fr:huile de palme", "fr:huile-de-palme"),
+        ("en:palm-oil", "en:palm-oil"),
+        ("  ", ""),
+    ],
+)
+def test_tags_are_spelt_as_off_does(written, tag):
+    assert normalise_tag(written) == tag
+
+
+def test_the_tags_a_vectorizer_does_not_read_are_named():
+    vectorizer = ProductVectorizer(["ingredients:en:sugar", "categories:en:waters"]).fit()
+    frame = pd.DataFrame(
+        {
+            "ingredients_tags": [["sugar", "foo"], ["Bar"], []],
+            # en:e322i is no column, but one of OFF's markers: read by the rules, not unknown.
+            "additives_tags": [["en:e322i"], [], []],
+            "categories_tags": [[], ["waters"], ["en:nowhere"]],
+        }
+    )
+    matrix, unknown = vectorizer.read(frame)
+    assert matrix.X.toarray().tolist() == [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]
+    assert unknown == [
+        {"ingredients_tags": ["en:foo"]},
+        {"ingredients_tags": ["en:bar"]},
+        {"categories_tags": ["en:nowhere"]},
+    ]
+    # A vectorizer as logged refuses the product it knows nothing of, naming its tags.
+    logged = ProductVectorizer(vectorizer.features, refuse_unknown=True).fit()
+    with pytest.raises(BadModelInput) as refused:
+        logged.transform(frame)
+    assert refused.value.message.startswith(
+        "product(s) at row 2 have no tag the model knows, no name and no nutrient: nothing to "
+        "predict from. Tags not understood: row 2 categories_tags: en:nowhere; OFF's tags look "
+        "like en:palm-oil"
+    )
+    named = frame.assign(product_name=["", "", "Eau de source"])
+    assert len(logged.transform(named)) == 3
