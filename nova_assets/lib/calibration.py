@@ -40,12 +40,19 @@ def fit_calibrator(proba: np.ndarray, y: np.ndarray) -> LogisticRegression | Non
 
 
 def apply_calibrator(calibrator: LogisticRegression | None, proba: np.ndarray) -> np.ndarray:
-    """Calibrated probabilities over GROUPS, from a model's probabilities over GROUPS."""
+    """Calibrated probabilities over GROUPS, from a model's probabilities over GROUPS.
+
+    A group the calibrator never saw (no validation product of it: the model learnt it from
+    other products) keeps the model's own probability, and the calibrated groups share the
+    rest: an answer of that group is never given probability 0."""
     if calibrator is None or len(proba) == 0:
         return proba
-    out = np.zeros_like(proba)
     columns = np.searchsorted(GROUPS, calibrator.classes_)
-    out[:, columns] = calibrator.predict_proba(np.log(proba + EPSILON))
+    unseen = np.setdiff1d(np.arange(len(GROUPS)), columns)
+    out = np.zeros_like(proba)
+    out[:, unseen] = proba[:, unseen]
+    rest = 1.0 - proba[:, unseen].sum(axis=1, keepdims=True)
+    out[:, columns] = rest * calibrator.predict_proba(np.log(proba + EPSILON))
     return out
 
 

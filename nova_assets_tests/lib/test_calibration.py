@@ -61,3 +61,16 @@ def test_with_assurance_the_precision_must_be_measured_on_enough_answers():
     accepted = probability >= assured
     assert 290 <= accepted.sum() < 300
     assert correct[accepted].mean() > 0.97
+
+
+def test_a_group_the_calibrator_never_saw_keeps_the_models_probability():
+    rng = np.random.default_rng(1)
+    y = rng.choice([1, 3, 4], size=600)  # no group 2 among the validation products
+    proba = rng.dirichlet(np.ones(4), size=600)
+    calibrator = fit_calibrator(proba, y)
+    assert list(calibrator.classes_) == [1, 3, 4]
+    calibrated = apply_calibrator(calibrator, proba)
+    assert np.allclose(calibrated.sum(axis=1), 1)
+    assert np.array_equal(calibrated[:, 1], proba[:, 1])
+    says_2 = proba.argmax(axis=1) == 1
+    assert says_2.any() and (calibrated[says_2, 1] > 0).all()
