@@ -118,53 +118,11 @@ def write_predictions(
     own, which would cost more than the scoring itself.
     """
     start = time.perf_counter()
-    classifier = pipeline.named_steps["classifier"]
-    features = list(pipeline.named_steps["products"].features)
-    names = pa.array(reason_names(classifier), pa.string())
-    end = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM products").fetchall()[0][0]
-    total = batches = confident = 0
-    probability_sum = 0.0
     with transaction(con):
         con.execute(PREDICTIONS_DDL)
-        for first in range(0, end, batch_rows):
-            batch = product_matrix(
-                con,
-                f"{UNLABELLED_SQL} AND rowid >= {first} AND rowid < {first + batch_rows}",
-                features,
-                ordered=False,
-            )
-            if len(batch) == 0:
-                continue
-            answer = predict(pipeline, batch)
-            offsets, reason_ids = reasons(classifier, batch, answer.groups, REASONS_PER_PRODUCT)
-            scored = pa.table(
-                {
-                    "code": batch.codes,
-                    "predicted_nova_group": answer.groups,
-                    "probability": answer.probability.astype(np.float64),
-                    "confident": answer.confident,
-                    "evidence": evidence_lists(batch),
-                    "model_version": np.full(len(batch), model_version, dtype=np.int32),
-                    "reasons": pa.ListArray.from_arrays(
-                        pa.array(offsets, pa.int32()), names.take(pa.array(reason_ids))
-                    ),
-                }
-            )
-            con.register("scored_batch", scored)
-            try:
-                con.execute(
-                    "INSERT INTO nova_predictions (code, predicted_nova_group, probability, "
-                    "confident, evidence, nova_blank_reason, model_version, reasons) "
-                    "SELECT s.code, s.predicted_nova_group, s.probability, s.confident, s.evidence, "
-                    "p.nova_blank_reason, s.model_version, s.reasons "
-                    "FROM scored_batch s JOIN products p USING (code)"
-                )
-            finally:
-                con.unregister("scored_batch")
-            total += len(batch)
-            confident += int(answer.confident.sum())
-            probability_sum += float(answer.probability.sum())
-            batches += 1
+        total, batches, confident, probability_sum = _score_into(
+            con, pipeline, model_version, "", batch_rows
+        )
     by_group = dict(
         con.execute(
             "SELECT predicted_nova_group, count(*) FROM nova_predictions GROUP BY ALL ORDER BY 1"
@@ -178,6 +136,80 @@ def write_predictions(
         confident=confident,
         mean_probability=probability_sum / total if total else 0.0,
     )
+
+
+def rescore_codes(
+    con: duckdb.DuckDBPyConnection,
+    pipeline: Pipeline,
+    model_version: int,
+    codes_table: str,
+    *,
+    batch_rows: int = 200_000,
+) -> int:
+    """Recompute `nova_predictions` for the codes in `codes_table` only (a table with a `code`
+    column): their rows deleted, then those of them UNLABELLED_SQL still holds scored as
+    `write_predictions` scores every product; every other row is left as it is. Runs in the
+    caller's transaction. Returns the predictions written."""
+    con.execute(f"DELETE FROM nova_predictions WHERE code IN (SELECT code FROM {codes_table})")
+    where = f" AND code IN (SELECT code FROM {codes_table})"
+    return _score_into(con, pipeline, model_version, where, batch_rows)[0]
+
+
+def _score_into(
+    con: duckdb.DuckDBPyConnection,
+    pipeline: Pipeline,
+    model_version: int,
+    where: str,
+    batch_rows: int,
+) -> tuple[int, int, int, float]:
+    """Score the products of UNLABELLED_SQL (narrowed by `where`) into `nova_predictions`, a
+    slice of rowids at a time: (rows, batches, confident, sum of probabilities)."""
+    classifier = pipeline.named_steps["classifier"]
+    features = list(pipeline.named_steps["products"].features)
+    names = pa.array(reason_names(classifier), pa.string())
+    end = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM products").fetchall()[0][0]
+    total = batches = confident = 0
+    probability_sum = 0.0
+    for first in range(0, end, batch_rows):
+        batch = product_matrix(
+            con,
+            f"{UNLABELLED_SQL}{where} AND rowid >= {first} AND rowid < {first + batch_rows}",
+            features,
+            ordered=False,
+        )
+        if len(batch) == 0:
+            continue
+        answer = predict(pipeline, batch)
+        offsets, reason_ids = reasons(classifier, batch, answer.groups, REASONS_PER_PRODUCT)
+        scored = pa.table(
+            {
+                "code": batch.codes,
+                "predicted_nova_group": answer.groups,
+                "probability": answer.probability.astype(np.float64),
+                "confident": answer.confident,
+                "evidence": evidence_lists(batch),
+                "model_version": np.full(len(batch), model_version, dtype=np.int32),
+                "reasons": pa.ListArray.from_arrays(
+                    pa.array(offsets, pa.int32()), names.take(pa.array(reason_ids))
+                ),
+            }
+        )
+        con.register("scored_batch", scored)
+        try:
+            con.execute(
+                "INSERT INTO nova_predictions (code, predicted_nova_group, probability, "
+                "confident, evidence, nova_blank_reason, model_version, reasons) "
+                "SELECT s.code, s.predicted_nova_group, s.probability, s.confident, s.evidence, "
+                "p.nova_blank_reason, s.model_version, s.reasons "
+                "FROM scored_batch s JOIN products p USING (code)"
+            )
+        finally:
+            con.unregister("scored_batch")
+        total += len(batch)
+        confident += int(answer.confident.sum())
+        probability_sum += float(answer.probability.sum())
+        batches += 1
+    return total, batches, confident, probability_sum
 
 
 def coverage_by_reason(con: duckdb.DuckDBPyConnection) -> list[tuple]:

@@ -332,7 +332,7 @@ def _stage(con: duckdb.DuckDBPyConnection, dump: Dump, columns: Layout) -> int:
         con.execute("CREATE OR REPLACE TEMP TABLE staged_products AS " + sql)
         return 0
     if isinstance(columns, jsonl_dump.JsonlLayout):
-        _stage_jsonl(con, columns)
+        stage_jsonl(con, columns)
         return 0
     source = read_csv_sql(dump.path, columns, rejects=True)
     con.execute("CREATE OR REPLACE TEMP TABLE staged_products AS " + _staged_sql(source, columns))
@@ -346,7 +346,7 @@ def _stage(con: duckdb.DuckDBPyConnection, dump: Dump, columns: Layout) -> int:
     ).fetchone()[0]
 
 
-def _stage_jsonl(con: duckdb.DuckDBPyConnection, layout: jsonl_dump.JsonlLayout) -> None:
+def stage_jsonl(con: duckdb.DuckDBPyConnection, layout: jsonl_dump.JsonlLayout) -> None:
     """A JSONL dump's documents into `staged_products`. A row with no field read is a line that
     is not a JSON object, or a document with none of the fields: only a second read tells how
     many of each (OFF's dump has neither, so it is not paid there). The documents stay, as rows
@@ -362,6 +362,36 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, layout: jsonl_dump.JsonlLayout)
         "(SELECT rowid FROM staged_products WHERE broken_line LIMIT ?)",
         [max(nothing_read[0] - not_objects, 0)],
     )
+
+
+def prepare_staged(con: duckdb.DuckDBPyConnection) -> None:
+    """What `products_rows_sql` reads beside `staged_products`: the rows that lose to a newer
+    one of the same code, and the markers each unlabelled row holds."""
+    con.execute(LOSING_ROWS_DDL)
+    con.execute(markers_table_sql())
+    con.execute(marker_votes_sql())
+
+
+def products_rows_sql() -> str:
+    """The staged rows as `products` rows, one per code (a parameter: the dump's sha256): the
+    blank reason OFF wrote, else the one its rules give, and the nutrients cleaned. A full
+    ingest and a delta write their rows with it."""
+    return f"""
+        SELECT code, product_name, brands, ingredients_tags, additives_tags, categories_tags,
+               countries_tags, nova_group, has_ingredients_text,
+               CASE WHEN nova_group IS NULL THEN coalesce(off_blank_reason, {blank_reason_sql()}) END
+                   AS nova_blank_reason,
+               {nutrients.clean_sql()}, created_t, last_modified_t, ? AS dump_sha256
+        FROM staged_products
+        ANTI JOIN losing_rows ON losing_rows.staged_row = staged_products.rowid
+        LEFT JOIN marker_votes ON marker_votes.staged_row = staged_products.rowid
+        WHERE code IS NOT NULL
+    """
+
+
+def drop_staging(con: duckdb.DuckDBPyConnection) -> None:
+    for table in ("staged_products", "losing_rows", "nova_markers", "marker_votes"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _replace_products(
@@ -386,24 +416,9 @@ def _replace_products(
     if broken:
         con.execute("DELETE FROM staged_products WHERE broken_line")
     skipped = rejected + broken
-    con.execute(LOSING_ROWS_DDL)
-    con.execute(markers_table_sql())
-    con.execute(marker_votes_sql())
+    prepare_staged(con)
     con.execute(LOAD_DDL)
-    con.execute(
-        f"""
-        INSERT INTO products
-        SELECT code, product_name, brands, ingredients_tags, additives_tags, categories_tags,
-               countries_tags, nova_group, has_ingredients_text,
-               CASE WHEN nova_group IS NULL THEN coalesce(off_blank_reason, {blank_reason_sql()}) END,
-               {nutrients.clean_sql()}, created_t, last_modified_t, ?
-        FROM staged_products
-        ANTI JOIN losing_rows ON losing_rows.staged_row = staged_products.rowid
-        LEFT JOIN marker_votes ON marker_votes.staged_row = staged_products.rowid
-        WHERE code IS NOT NULL
-        """,
-        [dump.sha256],
-    )
+    con.execute(f"INSERT INTO products {products_rows_sql()}", [dump.sha256])
     con.execute("ALTER TABLE products ADD PRIMARY KEY (code)")
     products, labelled = con.execute("SELECT count(*), count(nova_group) FROM products").fetchone()
     if products == 0:
@@ -446,6 +461,5 @@ def _replace_products(
         [dump.sha256, dump.source, dump.path, dump.bytes]
         + [getattr(stats, f.name) for f in recorded],
     )
-    for table in ("staged_products", "losing_rows", "nova_markers", "marker_votes"):
-        con.execute(f"DROP TABLE {table}")
+    drop_staging(con)
     return stats

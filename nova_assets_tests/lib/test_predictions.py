@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 
 from nova_assets.lib.models import fit_pipeline
 from nova_assets.lib.nutrients import NUTRIENT_COLUMNS
-from nova_assets.lib.predictions import coverage_by_reason, write_predictions
+from nova_assets.lib.predictions import coverage_by_reason, rescore_codes, write_predictions
 from nova_assets_tests.lib import synthetic
 
 
@@ -138,3 +138,20 @@ def test_coverage_by_reason(con, pipeline):
         sum(n * share for n, share, _ in coverage.values()),
         con.execute("SELECT count(*) FILTER (confident) FROM nova_predictions").fetchone()[0],
     )
+
+
+def test_rescoring_codes_changes_their_rows_only(con, pipeline):
+    write_predictions(con, pipeline, 7)
+    before = table(con)
+    con.execute("UPDATE products SET nova_group = 4, nova_blank_reason = NULL WHERE code = 'a'")
+    con.execute("UPDATE products SET categories_tags = ['en:snacks'] WHERE code = 'b'")
+    con.execute("CREATE TABLE touched AS SELECT * FROM (VALUES ('a'), ('b'), ('zz')) t(code)")
+    con.execute("BEGIN TRANSACTION")
+    assert rescore_codes(con, pipeline, 8, "touched") == 1
+    con.execute("COMMIT")
+    after = table(con)
+    assert "a" not in after  # labelled now: no prediction
+    assert after["b"][5] == 8 and after["b"][4] == "missing_category"
+    assert {c: r for c, r in after.items() if c != "b"} == {
+        c: r for c, r in before.items() if c not in ("a", "b")
+    }
