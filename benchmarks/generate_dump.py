@@ -8,6 +8,7 @@ the dump's quirks (unescaped quotes, re-emitted duplicate codes, rare lines with
 
 Usage: python benchmarks/generate_dump.py ROWS OUT [--seed N] [--gzip | --parquet | --jsonl]
        [--template PATH] [--variant]
+       python benchmarks/generate_dump.py ROWS OUT_DIR --delta-of BASE.tsv [--new-share 0.2]
 """
 
 from __future__ import annotations
@@ -719,6 +720,77 @@ def write_jsonl(tsv: Path, out: Path) -> int:
         return con.execute("SELECT count(*) FROM staged_products").fetchone()[0]
 
 
+@dataclass(frozen=True)
+class DeltaOutput:
+    """What `write_delta` wrote: OFF's delta file, and the full dump of the day after."""
+
+    delta: Path
+    later: Path
+    modified: list[str]
+    new: list[str]
+    start: int
+    end: int
+
+
+def write_delta(base: Path, out_dir: Path, modified: int, new: int, seed: int = 0) -> DeltaOutput:
+    """A day of OFF changes on top of the TSV dump `base`: `modified` of its products (one line
+    per code, well formed) given another product's ingredients and categories, a new name and a
+    newer `last_modified_t`, and `new` products with codes `base` lacks. Writes them as OFF's
+    delta (`openfoodfacts_products_<start>_<end>.json.gz`, JSONL documents, the window from an
+    hour before the base's newest `last_modified_t` to after the last change) and the day-later
+    full dump `later.tsv` (`base` with those lines replaced and the new ones appended)."""
+    rng = np.random.default_rng(seed)
+    opener = gzip_module.open if base.name.endswith(".gz") else open
+    with opener(base, "rb") as handle:
+        lines = handle.read().decode("utf-8", "surrogateescape").rstrip("\n").split("\n")
+    header = lines[0].split("\t")
+    col = {name: header.index(name) for name in header}
+    width = len(header)
+    counts: dict[str, int] = {}
+    for line in lines[1:]:
+        code = line.split("\t", 1)[0]
+        counts[code] = counts.get(code, 0) + 1
+    stamps = [line.split("\t")[col["last_modified_t"]] for line in lines[1:]]
+    as_of = max(int(t) for t in stamps if t.isdigit())
+    good = [
+        i
+        for i, line in enumerate(lines[1:], 1)
+        if line.count("\t") == width - 1
+        and counts[line.split("\t", 1)[0]] == 1
+        and line[:1] != "\t"
+    ]
+    chosen = rng.choice(good, size=min(modified + new, len(good)), replace=False)
+    changed: dict[int, str] = {}
+    added: list[str] = []
+    stamp = as_of
+    for k, index in enumerate(chosen):
+        fields = lines[index].split("\t")
+        donor = lines[int(rng.choice(good))].split("\t")
+        stamp += 1 + int(rng.integers(60))
+        fields[col["last_modified_t"]] = str(stamp)
+        fields[col["product_name"]] = (fields[col["product_name"]] + " (new recipe)").strip()
+        for name in ("ingredients_tags", "categories_tags"):
+            fields[col[name]] = donor[col[name]]
+        if k < modified:
+            changed[int(index)] = "\t".join(fields)
+        else:
+            fields[col["code"]] = f"99{seed:04d}{k:08d}"
+            added.append("\t".join(fields))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    later = out_dir / "later.tsv"
+    body = [changed.get(i, line) for i, line in enumerate(lines)] + added
+    later.write_bytes(("\n".join(body) + "\n").encode("utf-8", "surrogateescape"))
+    start, end = as_of - 3600, stamp + 60
+    delta_tsv = out_dir / ".delta.tsv"
+    delta_lines = [lines[0], *changed.values(), *added]
+    delta_tsv.write_bytes(("\n".join(delta_lines) + "\n").encode("utf-8", "surrogateescape"))
+    delta = out_dir / f"openfoodfacts_products_{start}_{end}.json.gz"
+    write_jsonl(delta_tsv, delta)
+    delta_tsv.unlink()
+    codes = [line.split("\t", 1)[0] for line in changed.values()]
+    return DeltaOutput(delta, later, codes, [a.split("\t", 1)[0] for a in added], start, end)
+
+
 def format_summary(stats: dict) -> str:
     """The one-line report printed by the CLI."""
     shares = " ".join(f"{g}:{stats['class_shares'][g]:.1%}" for g in (4, 3, 1, 2))
@@ -751,7 +823,26 @@ def main(argv: list[str] | None = None) -> int:
         help="the second generator: names independent of the group, additives only in the "
         "text, a third of the markers spelled otherwise",
     )
+    parser.add_argument(
+        "--delta-of",
+        type=Path,
+        default=None,
+        metavar="BASE",
+        help="write instead a day of changes to the TSV dump BASE into the folder OUT: ROWS "
+        "products, --new-share of them new and the rest modified, as OFF's delta file and the "
+        "day-later dump later.tsv",
+    )
+    parser.add_argument("--new-share", type=float, default=0.2)
     args = parser.parse_args(argv)
+    if args.delta_of is not None:
+        new = round(args.rows * args.new_share)
+        made = write_delta(args.delta_of, args.out, args.rows - new, new, args.seed)
+        print(
+            f"delta={made.delta} later={made.later} modified={len(made.modified)} "
+            f"new={len(made.new)}",
+            file=sys.stderr,
+        )
+        return 0
     if args.rows < 0:
         parser.error("ROWS must be >= 0")
     if args.parquet and args.jsonl:

@@ -1,6 +1,7 @@
 """The synthetic OFF dump generator: shape, label consistency, quirks and determinism."""
 
 import gzip
+import json
 import subprocess
 import sys
 from collections import defaultdict
@@ -281,3 +282,23 @@ def test_cli_writes_jsonl_gzipped_by_its_name(tmp_path: Path) -> None:
         text=True,
     )
     assert refused.returncode == 2 and "--gzip is for the TSV" in refused.stderr
+
+
+def test_delta_of_writes_offs_delta_and_the_day_later_dump(generator, dump, tmp_path):
+    from nova_assets.lib.deltas import parse_name
+
+    base, _ = dump
+    out = tmp_path / "day"
+    assert generator.main(["50", str(out), "--delta-of", str(base), "--seed", "3"]) == 0
+    (delta,) = out.glob("*.json.gz")
+    window = parse_name(delta.name)
+    assert window is not None and delta.name.startswith("openfoodfacts_products_")
+    documents = [json.loads(line) for line in gzip.decompress(delta.read_bytes()).splitlines()]
+    codes = {d["code"] for d in documents}
+    base_lines = base.read_text().splitlines()
+    later_lines = (out / "later.tsv").read_text().splitlines()
+    base_codes = {line.split("\t", 1)[0] for line in base_lines[1:]}
+    assert len(documents) == len(codes) == 50 and len(codes - base_codes) == 10
+    assert len(later_lines) == len(base_lines) + 10
+    assert all(window.start < d["last_modified_t"] < window.end for d in documents)
+    assert {line.split("\t", 1)[0] for line in later_lines[1:]} == base_codes | codes
