@@ -8,6 +8,7 @@ classifier), so memory stays bounded by the slice size whatever the dump's size.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import duckdb
@@ -120,8 +121,13 @@ def write_predictions(
     start = time.perf_counter()
     with transaction(con):
         con.execute(PREDICTIONS_DDL)
+        end = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM products").fetchall()[0][0]
+        slices = (
+            f" AND rowid >= {first} AND rowid < {first + batch_rows}"
+            for first in range(0, end, batch_rows)
+        )
         total, batches, confident, probability_sum = _score_into(
-            con, pipeline, model_version, "", batch_rows
+            con, pipeline, model_version, slices
         )
     by_group = dict(
         con.execute(
@@ -149,34 +155,40 @@ def rescore_codes(
     """Recompute `nova_predictions` for the codes in `codes_table` only (a table with a `code`
     column): their rows deleted, then those of them UNLABELLED_SQL still holds scored as
     `write_predictions` scores every product; every other row is left as it is. Runs in the
-    caller's transaction. Returns the predictions written."""
+    caller's transaction. Returns the predictions written.
+
+    Batched by code, not by rowid: rows the transaction wrote have rowids far beyond the
+    table's."""
     con.execute(f"DELETE FROM nova_predictions WHERE code IN (SELECT code FROM {codes_table})")
-    where = f" AND code IN (SELECT code FROM {codes_table})"
-    return _score_into(con, pipeline, model_version, where, batch_rows)[0]
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE rescored_codes AS SELECT code, "
+        f"(row_number() OVER () - 1) // {int(batch_rows)} AS batch FROM {codes_table}"
+    )
+    count = con.execute("SELECT coalesce(max(batch) + 1, 0) FROM rescored_codes").fetchone()[0]
+    slices = (
+        f" AND code IN (SELECT code FROM rescored_codes WHERE batch = {b})" for b in range(count)
+    )
+    try:
+        return _score_into(con, pipeline, model_version, slices)[0]
+    finally:
+        con.execute("DROP TABLE rescored_codes")
 
 
 def _score_into(
     con: duckdb.DuckDBPyConnection,
     pipeline: Pipeline,
     model_version: int,
-    where: str,
-    batch_rows: int,
+    slices: Iterable[str],
 ) -> tuple[int, int, int, float]:
-    """Score the products of UNLABELLED_SQL (narrowed by `where`) into `nova_predictions`, a
-    slice of rowids at a time: (rows, batches, confident, sum of probabilities)."""
+    """Score the products of UNLABELLED_SQL into `nova_predictions`, one slice (a condition
+    narrowing it) at a time: (rows, batches, confident, sum of probabilities)."""
     classifier = pipeline.named_steps["classifier"]
     features = list(pipeline.named_steps["products"].features)
     names = pa.array(reason_names(classifier), pa.string())
-    end = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM products").fetchall()[0][0]
     total = batches = confident = 0
     probability_sum = 0.0
-    for first in range(0, end, batch_rows):
-        batch = product_matrix(
-            con,
-            f"{UNLABELLED_SQL}{where} AND rowid >= {first} AND rowid < {first + batch_rows}",
-            features,
-            ordered=False,
-        )
+    for where in slices:
+        batch = product_matrix(con, f"{UNLABELLED_SQL}{where}", features, ordered=False)
         if len(batch) == 0:
             continue
         answer = predict(pipeline, batch)

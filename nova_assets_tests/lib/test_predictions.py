@@ -145,13 +145,21 @@ def test_rescoring_codes_changes_their_rows_only(con, pipeline):
     before = table(con)
     con.execute("UPDATE products SET nova_group = 4, nova_blank_reason = NULL WHERE code = 'a'")
     con.execute("UPDATE products SET categories_tags = ['en:snacks'] WHERE code = 'b'")
-    con.execute("CREATE TABLE touched AS SELECT * FROM (VALUES ('a'), ('b'), ('zz')) t(code)")
+    con.execute(
+        "CREATE TABLE touched AS SELECT * FROM (VALUES ('a'), ('b'), ('n'), ('zz')) t(code)"
+    )
     con.execute("BEGIN TRANSACTION")
-    assert rescore_codes(con, pipeline, 8, "touched") == 1
+    # A row the transaction itself wrote (as a delta's are) has a rowid far past the table's.
+    con.execute(
+        "INSERT INTO products BY NAME SELECT 'n' AS code, ['en:sugar'] AS ingredients_tags, "
+        "'missing_category' AS nova_blank_reason"
+    )
+    assert rescore_codes(con, pipeline, 8, "touched", batch_rows=1) == 2
     con.execute("COMMIT")
     after = table(con)
     assert "a" not in after  # labelled now: no prediction
     assert after["b"][5] == 8 and after["b"][4] == "missing_category"
-    assert {c: r for c, r in after.items() if c != "b"} == {
+    assert after["n"][5] == 8
+    assert {c: r for c, r in after.items() if c not in ("b", "n")} == {
         c: r for c, r in before.items() if c not in ("a", "b")
     }
