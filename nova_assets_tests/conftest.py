@@ -61,6 +61,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("NOVA_DUMP_URL", raising=False)
     monkeypatch.delenv("NOVA_INCOMING_DIR", raising=False)
+    monkeypatch.delenv("NOVA_DELTA_URL", raising=False)
     return root
 
 

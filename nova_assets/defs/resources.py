@@ -15,6 +15,7 @@ from nova_assets.defs.operations.dead_runs import end_orphaned_mlflow_runs, reap
 from nova_assets.lib import builds, run_lock, serving
 from nova_assets.lib import warehouse as wh
 from nova_assets.lib.cluster import Cluster
+from nova_assets.lib.deltas import Delta, DeltaFile, fetch_delta, list_deltas
 from nova_assets.lib.dump import Dump, fetch_dump, remove_partial_downloads
 from nova_assets.lib.object_store import ObjectStore
 from nova_assets.lib.paths import DataPaths, data_paths, dump_source, layout
@@ -197,6 +198,32 @@ class DumpSource(RunLocked, ObjectStoreCopies):
         return store.put_file(Path(dump.path), f"raw/{Path(dump.path).name}")
 
 
+class DeltaSource(RunLocked):
+    """OFF's daily deltas (`NOVA_DELTA_URL`: an `index.txt` URL or a local folder; "" for none)
+    and `raw_dir`, where each is brought in before it is applied (lib/deltas.py)."""
+
+    url: str = ""
+    raw_dir: str
+    attempts: int = 6
+    retry_delay: float = 2.0
+    timeout: float = 60.0
+
+    def deltas(self) -> list[Delta]:
+        """The deltas the index lists, oldest first."""
+        return list_deltas(self.url, timeout=self.timeout)
+
+    def fetch(self, delta: Delta, log: Callable[[str], None] | None = None) -> DeltaFile:
+        return fetch_delta(
+            self.url,
+            delta,
+            Path(self.raw_dir),
+            log=log,
+            attempts=self.attempts,
+            retry_delay=self.retry_delay,
+            timeout=self.timeout,
+        )
+
+
 class MlflowStore(RunLocked):
     """The MLflow tracking store and model registry: the training's run, and the versions steps
     read or move. `ui_url` and `dagster_ui_url` make the links between the two UIs."""
@@ -290,6 +317,11 @@ def resources() -> dg.Definitions:
                 url_check_seconds=_setting("NOVA_URL_CHECK_SECONDS", "3600", int),
                 run_lock=lock,
                 **copies,
+            ),
+            "delta_source": DeltaSource(
+                url=_setting("NOVA_DELTA_URL", ""),
+                raw_dir=str(paths.raw_deltas),
+                run_lock=lock,
             ),
             "model_cluster": ModelCluster(ray_address=_setting("RAY_ADDRESS", "")),
             "mlflow_store": MlflowStore(

@@ -35,6 +35,11 @@ class DataPaths:
         return self.root / "raw"
 
     @property
+    def raw_deltas(self) -> Path:
+        """Where OFF's daily deltas are brought in, under their own names."""
+        return self.raw / "deltas"
+
+    @property
     def fetched_dump(self) -> Path:
         """Pointer to the dump `off_dump` brought in last, whole: the one `products` ingests."""
         return self.raw / "fetched.json"

@@ -76,6 +76,8 @@ def test_warehouse_writers_share_the_duckdb_pool(data_dir):
 def test_sensors_and_schedule_run_by_default(data_dir):
     definitions = defs()
     sensors = {s.name: s for s in definitions.sensors}
+    # Deltas only bring OFF's full export up to date: their sensor is started by hand.
+    assert sensors.pop("new_delta_sensor").default_status == dg.DefaultSensorStatus.STOPPED
     assert set(sensors) == {"new_dump_sensor", "nova_automation_sensor", "dead_run_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     (schedule,) = definitions.schedules
@@ -116,10 +118,14 @@ def test_resources_follow_the_data_dir(data_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("NOVA_DUMP_URL", "http://user:secret@127.0.0.1:9/dump.csv")
     monkeypatch.setenv("NOVA_INCOMING_DIR", str(tmp_path / "drop"))
     monkeypatch.setenv("NOVA_URL_CHECK_SECONDS", "60")
+    monkeypatch.setenv("NOVA_DELTA_URL", "http://127.0.0.1:9/data/delta/index.txt")
     definitions = defs()
     # A setting given by the environment stays an EnvVar: the UI shows its name, not a token.
     assert definitions.resources["dump_source"].url == dg.EnvVar("NOVA_DUMP_URL")
+    assert definitions.resources["delta_source"].url == dg.EnvVar("NOVA_DELTA_URL")
     with dg.build_resources(definitions.resources) as resources:
+        assert resources.delta_source.url == "http://127.0.0.1:9/data/delta/index.txt"
+        assert resources.delta_source.raw_dir == str(data_dir / "raw" / "deltas")
         assert resources.warehouse.path == str(data_dir / "warehouse.duckdb")
         assert resources.dump_source.url == "http://user:secret@127.0.0.1:9/dump.csv"
         assert resources.dump_source.url_check_seconds == 60
