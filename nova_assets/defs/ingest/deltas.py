@@ -117,8 +117,10 @@ def apply_deltas() -> None:
     apply_new_deltas()
 
 
+# By name: a sensor given the job object is rebuilt when Definitions binds the job's resources,
+# and Dagster's rebuild warns that a beta parameter (`owners`) is in use.
 @dg.sensor(
-    job=apply_deltas,
+    job_name="apply_deltas",
     default_status=dg.DefaultSensorStatus.STOPPED,
     minimum_interval_seconds=sensor_interval_seconds(),
     description="Starts apply_deltas when NOVA_DELTA_URL lists a delta it has not seen (run key: "
