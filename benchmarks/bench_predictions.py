@@ -110,6 +110,9 @@ def run_reference(workdir: Path, threads: int, repeats: int) -> dict[str, Any]:
     from nova_assets.lib.warehouse import connect
 
     pipeline = _pipeline(workdir)
+    # A batch scores every product, as nova_predictions does: the refusal of a product the
+    # model knows nothing of is the server's answer to a request, not a batch's.
+    pipeline.named_steps["products"].set_params(refuse_unknown=False)
     seconds, cpu = [], []
     with connect(workdir / "warehouse.duckdb", read_only=True, threads=threads) as con:
         for _ in range(repeats):
