@@ -134,18 +134,7 @@ def run_delta(workdir: Path, threads: int) -> dict[str, Any]:
         file = fetch_delta(str(workdir / "day"), delta, database.parent / "raw")
         stats = apply_delta(con, file, lambda c, codes: rescore_codes(c, pipeline, 1, codes))
         seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
-        peak = _peak_rss_mb()  # before the checks below, which read every row
-        products, groups = con.execute(CONTENT).fetchone(), con.execute(GROUPS).fetchone()
-    return {
-        "seconds": seconds,
-        "cpu_seconds": cpu,
-        "model_loaded_rss_mb": loaded,
-        "peak_rss_mb": peak,
-        "products_written": stats.products,
-        "predictions_written": stats.predictions,
-        "products_hash": list(products),
-        "groups_hash": list(groups),
-    }
+        return _measured(con, seconds, cpu, loaded, stats.products, stats.predictions)
 
 
 def run_full(workdir: Path, threads: int) -> dict[str, Any]:
@@ -165,16 +154,23 @@ def run_full(workdir: Path, threads: int) -> dict[str, Any]:
         extend_test_split(con)
         scored = write_predictions(con, pipeline, model_version=1)
         seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
-        peak = _peak_rss_mb()  # before the checks below, which read every row
-        products, groups = con.execute(CONTENT).fetchone(), con.execute(GROUPS).fetchone()
+        return _measured(con, seconds, cpu, loaded, stats.products, scored.rows)
+
+
+def _measured(
+    con, seconds: float, cpu: float, loaded: float, products: int, predictions: int
+) -> dict[str, Any]:
+    """A path's figures, its peak RSS taken before the checks, which read every row."""
+    peak = _peak_rss_mb()
+    content, groups = con.execute(CONTENT).fetchone(), con.execute(GROUPS).fetchone()
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,
         "model_loaded_rss_mb": loaded,
         "peak_rss_mb": peak,
-        "products_written": stats.products,
-        "predictions_written": scored.rows,
-        "products_hash": list(products),
+        "products_written": products,
+        "predictions_written": predictions,
+        "products_hash": list(content),
         "groups_hash": list(groups),
     }
 

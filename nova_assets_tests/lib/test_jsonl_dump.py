@@ -12,7 +12,7 @@ import pytest
 
 from nova_assets.lib import jsonl_dump
 from nova_assets.lib.dump import fetch_dump
-from nova_assets.lib.dump_format import DumpError
+from nova_assets.lib.dump_format import REQUIRED_COLUMNS, DumpError
 from nova_assets.lib.nutrients import NUTRIENT_COLUMNS
 from nova_assets.lib.paths import SAMPLE_DUMP, SAMPLE_JSONL
 from nova_assets.lib.products import IngestStats, ingest_products
@@ -165,15 +165,7 @@ def test_nutrients_are_read_and_refused_as_the_tsvs(con, tmp_path):
         {"code": str(i), "nova_group": 4, "last_modified_t": 1_700_000_000} | n
         for i, n in enumerate(nutrients)
     ]
-    columns = [
-        "code",
-        "last_modified_t",
-        "ingredients_tags",
-        "additives_tags",
-        "categories_tags",
-        "nova_group",
-        *sorted({k for n in nutrients for k in n}),
-    ]
+    columns = [*REQUIRED_COLUMNS, *sorted({k for n in nutrients for k in n})]
     tsv = ingest(con, write_dump(tmp_path / "n.tsv", tsv_of(products, columns)), tmp_path)
     from_tsv = con.execute(CONTENT).fetchone()
     lines = [
