@@ -11,7 +11,7 @@ each in a fresh subprocess so its peak RSS is its own:
   (latest `last_modified_t` wins), as a careful hand-written script would do it (TSV only).
 
 Prints one table, the ratios (goal: ours reaches at least half the floor's throughput) and a
-final `BENCH_JSON {...}` line for pasting results into the README.
+final `BENCH_JSON {...}` line for pasting results into docs/performance.md.
 
 Usage: python benchmarks/bench_ingest.py DUMP [--memory-limit 4GB] [--threads N] [--skip-pandas]
 """
@@ -357,7 +357,7 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
 
 
 def format_table(results: dict[str, dict[str, Any]], gzipped: bool) -> str:
-    """A Markdown table, so it pastes into the README as is."""
+    """A Markdown table, so it pastes into docs/performance.md as is."""
     headers = ["method", "seconds", "CPU s", "lines", "products", "lines/s", "MB/s (disk)"]
     if gzipped:
         headers.append("MB/s (raw)")

@@ -1,7 +1,7 @@
-"""The UI as a person uses it: a real Chromium against a real `dg dev`, and the README's
-sensor command against the same `dg dev`.
+"""The UI as a person uses it: a real Chromium against a real `dg dev`, and the documented
+sensor command (docs/operations.md) against the same `dg dev`.
 
-It checks what the README promises about the UI (the graph shows every asset in its group,
+It checks what the README and docs/operations.md promise about the UI (the graph shows every asset in its group,
 Materialize all runs the whole graph, the evaluation report's metadata shows the report table
 and the confusion matrix). With UPDATE_SCREENSHOTS=1 it also refreshes docs/asset_graph.png,
 the README's picture; otherwise a test run leaves the repository as it found it.
@@ -151,11 +151,13 @@ SENSOR_STATUS = """query($selector: SensorSelector!) { sensorOrError(sensorSelec
 
 
 def readme_line(starting: str) -> list[str]:
-    """The README's command line that starts with `starting`, without its comment."""
-    for line in (REPO_ROOT / "README.md").read_text().splitlines():
-        if line.startswith(starting):
-            return line.split("#")[0].split()
-    raise AssertionError(f"no README line starts with {starting!r}")
+    """The command line of the README or docs/operations.md (where the sensor commands are)
+    that starts with `starting`, without its comment."""
+    for page in (REPO_ROOT / "README.md", REPO_ROOT / "docs" / "operations.md"):
+        for line in page.read_text().splitlines():
+            if line.startswith(starting):
+                return line.split("#")[0].split()
+    raise AssertionError(f"no line of the README or docs/operations.md starts with {starting!r}")
 
 
 def sensor_status(dev: DagsterDev, name: str) -> str:
