@@ -29,6 +29,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +70,7 @@ CANDIDATES = [
 ]
 GRIDS = {"C": [0.3, 1.0], "alpha": [0.1, 1.0], "max_depth": [12, 24], "max_iter": [2000]}
 SAMPLE_SOURCE = "embedded sample"
+SAMPLE_CODES_SQL = f"SELECT code FROM products WHERE source = '{SAMPLE_SOURCE}'"
 METHODS = ("model", "rules", "reference", "majority", "plain_lr", "gbm_nutrients")
 
 
@@ -117,6 +119,9 @@ def fold_answers(
     features = build_vocabulary(con, 2)
     train_m = product_matrix(con, labelled_rows_sql("train"), features)
     test_m = product_matrix(con, labelled_rows_sql("test"), features)
+    # As `nova_model` sees them: the sample is the dump, the real products a corpus beside it.
+    sample = {c for (c,) in con.execute(SAMPLE_CODES_SQL).fetchall()}
+    train_m = replace(train_m, corpus=np.array([c not in sample for c in train_m.codes]))
     trained = train(
         CANDIDATES,
         GRIDS,

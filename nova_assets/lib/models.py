@@ -306,7 +306,7 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
             )
             best = self._answers(raw, proba, np.full(len(masked), index))
             if rules is not None and state not in TAGLESS_STATES:
-                self.rules_gate_[index] = rules_gate(best, rules, masked_y)
+                self.rules_gate_[index] = rules_gate(best, rules, masked_y, ~masked.corpus)
                 best = self._gated(best, rules, np.full(len(masked), index))
             if state in TAGLESS_STATES:
                 # A name's n-grams are the shop's and the language's: validation products of
@@ -471,24 +471,38 @@ GATE_MARGIN = 0.005
 """How much higher the experts' validation macro-F1 must be for them to answer instead."""
 
 
-def rules_gate(best: np.ndarray, rules: np.ndarray, y: np.ndarray) -> np.ndarray:
+def rules_gate(
+    best: np.ndarray, rules: np.ndarray, y: np.ndarray, own: np.ndarray | None = None
+) -> np.ndarray:
     """Per group g (as OFF's rules answer it on the evidence left): whether the rows where the
     rules say g take the rules' answer. The rules answer by default; each group in turn, the
     experts take over only where the validation rows (`best`: the experts' answers, columns in
     GROUPS) are enough to measure (MIN_GATE_ROWS) and give them a macro-F1 higher by
     GATE_MARGIN: the model departs from OFF's rules only where it was measured to do better
-    than them, in the figure it is judged by."""
+    than them, in the figure it is judged by.
+
+    `own`: the dump's own rows, beside a corpus of other sources'. Where some are in the
+    group, the experts must beat the rules by the margin on them too, however few: they are
+    the products the model answers for, and a corpus whose tags OFF labelled long ago can find
+    the experts better than rules that are exact on today's tags."""
     gate = np.zeros(len(GROUPS), dtype=bool)
     groups = np.asarray(GROUPS)
     answers = groups[best]
+    own = np.ones(len(y), dtype=bool) if own is None else own
     for k, group in enumerate(GROUPS):
         rows = rules == group
         if not rows.any():
             continue
         ruled = answers.copy()
         ruled[rows] = group
-        measured = rows.sum() >= MIN_GATE_ROWS
-        if not measured or present_macro_f1(y, answers) < present_macro_f1(y, ruled) + GATE_MARGIN:
+        wins = rows.sum() >= MIN_GATE_ROWS and present_macro_f1(y, answers) >= (
+            present_macro_f1(y, ruled) + GATE_MARGIN
+        )
+        if not wins or (
+            (rows & own).any()
+            and present_macro_f1(y[own], answers[own])
+            < present_macro_f1(y[own], ruled[own]) + GATE_MARGIN
+        ):
             gate[k] = True
             answers = ruled
     return gate

@@ -175,6 +175,10 @@ def test_report_files_and_metadata(graph):
     assert report["model"]["version"] == "1"
     assert report["model"]["macro_f1"] > report["rules"]["macro_f1"]
     assert report["model"]["macro_f1"] > report["majority"]["macro_f1"]
+    # By default the real products of data/real/ train the model beside the dump's own.
+    features = materialization(graph["result"], "feature_matrix").metadata
+    assert features["real_products"].value == "True"
+    assert features["real_train_rows"].value > 4000
     with duckdb.connect(str(data_paths().warehouse), read_only=True) as con:
         test_rows = con.execute(
             "SELECT count(*) FROM products JOIN test_split USING (code) WHERE split = 'test' AND nova_group IS NOT NULL"

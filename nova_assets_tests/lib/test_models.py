@@ -13,7 +13,13 @@ from nova_assets.lib.candidates import MODEL_KINDS, parameter_grid
 from nova_assets.lib.evidence import STATE_SLICE, STATES, has_evidence, hide, states
 from nova_assets.lib.markers import rules_prediction
 from nova_assets.lib.model_input import NUTRIENT_INPUTS, ProductVectorizer, example_input
-from nova_assets.lib.models import TRUSTED_TYPES, fit_on_used_columns, fit_pipeline, predict
+from nova_assets.lib.models import (
+    TRUSTED_TYPES,
+    fit_on_used_columns,
+    fit_pipeline,
+    predict,
+    rules_gate,
+)
 from nova_assets.lib.reasons import explain
 from nova_assets.lib.registry import load_pipeline
 from nova_assets_tests.lib import synthetic
@@ -250,3 +256,22 @@ def test_a_plain_water_without_ingredients_is_group_1_as_off_says():
         True,
         False,
     ]
+
+
+def test_the_experts_take_a_group_from_the_rules_only_where_they_are_better_everywhere():
+    # Where OFF's rules say 1, the experts say 2 and are right on 40 corpus rows; the rules are
+    # right on the dump's own 3 rows there (groups: columns in GROUPS; y: NOVA groups).
+    rules = np.array([1] * 43 + [4] * 40)
+    y = np.array([2] * 40 + [1] * 3 + [4] * 40)
+    experts = np.array([1] * 43 + [3] * 40)  # 2 everywhere the rules say 1, then 4
+    corpus_only = np.array([False] * 83)
+    corpus_only[:40] = True
+    assert not rules_gate(experts, rules, y)[0]  # measured better: the experts answer
+    assert rules_gate(experts, rules, y, ~corpus_only)[0]  # but worse on the dump's own rows
+    own_agree = ~corpus_only
+    own_agree[40:43] = False  # no own row where the rules say 1: the corpus decides
+    assert not rules_gate(experts, rules, y, own_agree)[0]
+    assert rules_gate(experts[:10], rules[:10], y[:10])[0]  # too few rows to measure
+    y_own_either = y.copy()
+    y_own_either[40:43] = 3  # on the dump's own rows, experts and rules as wrong: rules answer
+    assert rules_gate(experts, rules, y_own_either, ~corpus_only)[0]

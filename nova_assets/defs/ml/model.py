@@ -34,8 +34,8 @@ class ModelConfig(dg.Config):
     max_depth: list[int] = [12, 24]
     """Depths tried for the decision tree."""
     validation_percent: int = 20
-    """Share of the training rows (by a stable hash of the code) held out to choose, calibrate
-    and set the thresholds of the model."""
+    """Share of the training rows (by a stable hash of the code; the real products of
+    data/real/ too) held out to choose, calibrate and set the thresholds of the model."""
     tuning_rows: int = 30_000
     """At most this many rows fit each trial (a fixed random subset of the training rows)."""
     fit_rows: int = 150_000
@@ -109,8 +109,7 @@ def nova_model(
             config.candidates,
             {**grids, "max_iter": [config.max_iter]},
             matrix,
-            # The shipped real products train the experts; the dump's own rows judge them.
-            validation_mask(matrix.codes, config.validation_percent) & ~matrix.corpus,
+            validation_mask(matrix.codes, config.validation_percent),
             manifest["slice_weights"],
             tuning_rows=config.tuning_rows,
             fit_rows=config.fit_rows,
