@@ -306,7 +306,14 @@ class NovaClassifier(ClassifierMixin, BaseEstimator):
             )
             best = self._answers(raw, proba, np.full(len(masked), index))
             if rules is not None and state not in TAGLESS_STATES:
-                self.rules_gate_[index] = rules_gate(best, rules, masked_y, ~masked.corpus)
+                own = ~masked.corpus
+                if state == "complete":
+                    # With every evidence in sight OFF's rules are the label: only the dump's
+                    # own products can show the experts better, not tags labelled years ago.
+                    gate = rules_gate(best[own], rules[own], masked_y[own])
+                else:
+                    gate = rules_gate(best, rules, masked_y, own)
+                self.rules_gate_[index] = gate
                 best = self._gated(best, rules, np.full(len(masked), index))
             if state in TAGLESS_STATES:
                 # A name's n-grams are the shop's and the language's: validation products of
@@ -492,6 +499,7 @@ def rules_gate(
     for k, group in enumerate(GROUPS):
         rows = rules == group
         if not rows.any():
+            gate[k] = True  # nothing measured: the rules answer
             continue
         ruled = answers.copy()
         ruled[rows] = group

@@ -272,6 +272,7 @@ def test_the_experts_take_a_group_from_the_rules_only_where_they_are_better_ever
     own_agree[40:43] = False  # no own row where the rules say 1: the corpus decides
     assert not rules_gate(experts, rules, y, own_agree)[0]
     assert rules_gate(experts[:10], rules[:10], y[:10])[0]  # too few rows to measure
+    assert rules_gate(experts, rules, y)[1:3].all()  # no row where the rules say 2 or 3
     y_own_either = y.copy()
     y_own_either[40:43] = 3  # on the dump's own rows, experts and rules as wrong: rules answer
     assert rules_gate(experts, rules, y_own_either, ~corpus_only)[0]
