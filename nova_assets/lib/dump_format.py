@@ -131,11 +131,29 @@ def dump_header(path: str) -> list[str]:
 def check_columns(columns: list[str], path: str = "") -> None:
     """Raise DumpError unless the header has every required column."""
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        raise DumpError(
-            f"dump {path + ' ' if path else ''}lacks required column(s) {', '.join(missing)}; "
-            f"its header has {len(columns)} tab-separated field(s): {_shown(columns)}"
-        )
+    if not missing:
+        return
+    named = f"dump {path + ' ' if path else ''}"
+    for name, delimiter in (("comma", ","), ("semicolon", ";")):
+        if names := _separated_by(columns, delimiter):
+            raise DumpError(
+                f"{named}looks {name}-separated (its header splits on '{delimiter}' into "
+                f"{len(names)} names: {_shown(names)}); OFF's CSV export is tab-separated: give "
+                "the file as OFF publishes it, not one re-saved by a spreadsheet"
+            )
+    raise DumpError(
+        f"{named}lacks required column(s) {', '.join(missing)}; "
+        f"its header has {len(columns)} tab-separated field(s): {_shown(columns)}"
+    )
+
+
+def _separated_by(columns: list[str], delimiter: str) -> list[str]:
+    """The header's names split on `delimiter` if, read as one tab-separated field, it holds
+    every required column that way (a CSV file with another separator than OFF's tab); else []."""
+    if len(columns) != 1:
+        return []
+    names = [n.strip().strip('"') for n in columns[0].split(delimiter)]
+    return names if all(c in names for c in REQUIRED_COLUMNS) else []
 
 
 def check_is_dump(path: str) -> None:

@@ -128,6 +128,22 @@ def test_a_file_that_is_not_a_dump_is_never_copied_nor_quoted(tmp_path: Path):
     assert files(tmp_path / "raw") == []
 
 
+@pytest.mark.parametrize(("delimiter", "name"), [(",", "comma"), (";", "semicolon")])
+def test_a_csv_file_with_another_separator_is_named_as_such(
+    tmp_path: Path, sample_lines, delimiter: str, name: str
+):
+    """A spreadsheet's export of OFF's file reads as one tab-separated field per line: say it
+    looks comma-separated, not that it lacks every column."""
+    lines = [line.replace("\t", delimiter) for line in sample_lines[:20]]
+    src = write_dump(tmp_path / "products.csv", lines)
+    with pytest.raises(DumpError) as error:
+        fetch_dump(str(src), tmp_path / "raw")
+    message = str(error.value)
+    assert f"looks {name}-separated" in message and "OFF's CSV export is tab-separated" in message
+    assert "code, url, creator" in message and "1 tab-separated field" not in message
+    assert files(tmp_path / "raw") == []
+
+
 def test_a_private_dump_stays_private(tmp_path: Path, sample_lines):
     src = write_dump(tmp_path / "dump.tsv", sample_lines[:20])
     src.chmod(0o600)
