@@ -23,12 +23,15 @@ from pathlib import Path
 from nova_assets.lib import jsonl_dump, parquet_dump
 from nova_assets.lib.download import Sink, download, is_url, redact
 from nova_assets.lib.dump_format import DumpError, check_is_dump, is_gzip
-from nova_assets.lib.progress import ProgressCallback, Ticker
+from nova_assets.lib.progress import ProgressCallback, Ticker, human
 
 TEMP_PREFIX = ".incoming-"
 DUMP_NAME = re.compile(r"off_products_[0-9a-f]{16}\.((tsv|jsonl)(\.gz)?|parquet)")
 STALE_TEMP_SECONDS = 24 * 3600
 HASH_BLOCK = 8 << 20
+LOCAL_PROGRESS_FROM = 256 << 20
+"""A local file this large takes a while to hash (about a second per GB): its progress is
+shown; a smaller one's would be two lines saying 0 % and 100 % of something not downloaded."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,10 @@ def fetch_dump(
 
     - `previous`: the dump held now. If it came from the same URL with an ETag/Last-Modified and
       the server answers 304, `previous` itself is returned and nothing is written.
-    - `progress(done, total)`: called about every 1 % (every 64 MB when the size is unknown),
-      first with 0 and last with the final size as both arguments.
+    - `progress(done, total, activity)`: called about every 1 % (every 64 MB when the size is
+      unknown) of a download ("downloaded"), first with 0 and last with the final size as both
+      counts; for a local file only if it is large enough for hashing it to take a while
+      ("hashed": it is linked, nothing is downloaded).
     - `log(message)`: retries, resumes, restarts and deletions, for a human.
     - `attempts`: failed requests in a row, without any new byte, before giving up; the wait
       between them doubles from `retry_delay` seconds. `timeout`: seconds per socket operation.
@@ -105,13 +110,13 @@ def fetch_dump(
     """
     raw_dir.mkdir(parents=True, exist_ok=True)
     say = log or (lambda _message: None)
-    ticker = Ticker(progress)
     if is_url(source):
+        ticker = Ticker(progress, "downloaded")
         dump = _fetch_url(
             source, raw_dir, previous, ticker, say, attempts, retry_delay, timeout, deadline
         )
     else:
-        dump = _take_local(source, raw_dir, ticker, say)
+        dump = _take_local(source, raw_dir, progress, say)
     if keep is not None:
         protect = [dump.path] + [d.path for d in (previous, in_use) if d is not None]
         for path in prune_dumps(raw_dir, keep, protect=protect):
@@ -202,7 +207,9 @@ def prune_dumps(raw_dir: Path, keep: int, *, protect: Iterable[str | Path] = ())
     return removed
 
 
-def _take_local(source: str, raw_dir: Path, ticker: Ticker, say: Callable[[str], None]) -> Dump:
+def _take_local(
+    source: str, raw_dir: Path, progress: ProgressCallback | None, say: Callable[[str], None]
+) -> Dump:
     """A local dump, hashed where it lies at disk speed and linked into `raw_dir` under its sha256
     name (copied only across filesystems; nothing at all when `raw_dir` has it already).
 
@@ -229,6 +236,8 @@ def _take_local(source: str, raw_dir: Path, ticker: Ticker, say: Callable[[str],
         jsonl_dump.check_jsonl(path)
     else:
         check_is_dump(str(path))
+    large = before.st_size >= LOCAL_PROGRESS_FROM
+    ticker = Ticker(progress if large else None, "hashed")
     sha = _sha256(path, before.st_size, ticker)
     gzipped = not parquet and is_gzip(path)
     target = raw_dir / f"off_products_{sha[:16]}{_suffix(parquet, jsonl, gzipped)}"
@@ -239,7 +248,10 @@ def _take_local(source: str, raw_dir: Path, ticker: Ticker, say: Callable[[str],
         if how != "already there":
             target.unlink(missing_ok=True)
         raise DumpError(f"dump {source} changed while it was read: try again once it is written")
-    say(f"dump {sha[:12]} {how} in {raw_dir}")
+    say(
+        f"dump {sha[:12]}: a local file ({human(before.st_size)}), {how} in {raw_dir}; "
+        "nothing downloaded"
+    )
     ticker.finish(before.st_size)
     return Dump(
         str(target), sha, before.st_size, source, gzipped, mtime_ns=target.stat().st_mtime_ns

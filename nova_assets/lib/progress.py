@@ -1,5 +1,6 @@
-"""Progress of a long byte count (a dump hashed, linked or downloaded): a callback called about
-every 1 %, and the reporter that turns it into log lines every 5 % and a bar on a terminal."""
+"""Progress of a long byte count (a dump downloaded, or a large local one hashed): a callback
+called about every 1 %, and the reporter that turns it into log lines every 5 % and a bar on a
+terminal, each saying which of the two it is."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import TextIO
 
 UNKNOWN_SIZE_STEP = 64 << 20
 
-ProgressCallback = Callable[[int, int | None], None]
-"""`progress(done_bytes, total_bytes_or_None)`."""
+ProgressCallback = Callable[[int, int | None, str], None]
+"""`progress(done_bytes, total_bytes_or_None, activity)`; `activity` says what the bytes are
+for, as a past participle: "downloaded", "hashed"."""
 
 
 def progress_reporter(
@@ -26,10 +28,12 @@ def progress_reporter(
 
 
 class Ticker:
-    """Calls `progress` at most about every 1 % (or 64 MB), never twice for the same count."""
+    """Calls `progress` at most about every 1 % (or 64 MB), never twice for the same count, for
+    bytes `activity` (see ProgressCallback)."""
 
-    def __init__(self, progress: ProgressCallback | None) -> None:
+    def __init__(self, progress: ProgressCallback | None, activity: str = "downloaded") -> None:
         self._progress = progress
+        self._activity = activity
         self._next = 0
         self._last: int | None = None
 
@@ -40,13 +44,13 @@ class Ticker:
             self._next = 0
         if done >= self._next or done == total:
             if done != self._last:
-                self._progress(done, total)
+                self._progress(done, total, self._activity)
             self._last = done
             self._next = done + (max(total // 100, 1) if total else UNKNOWN_SIZE_STEP)
 
     def finish(self, size: int) -> None:
         if self._progress is not None and self._last != size:
-            self._progress(size, size)
+            self._progress(size, size, self._activity)
             self._last = size
 
 
@@ -64,35 +68,36 @@ class _Reporter:
         self._bar = bar
         self._next = 0
 
-    def __call__(self, done: int, total: int | None) -> None:
+    def __call__(self, done: int, total: int | None, activity: str) -> None:
         if self._bar is not None:
-            self._draw(done, total)
+            self._draw(done, total, activity)
         mark = done * 100 // total if total else done // self._bytes
         step = self._percent if total else 1
         if mark < self._next - step:
             self._next = 0
         if mark >= self._next or done == total:
             if total:
-                self._log(f"dump: {mark} % ({_human(done)} of {_human(total)})")
+                self._log(f"dump: {activity} {mark} % ({human(done)} of {human(total)})")
             else:
-                self._log(f"dump: {_human(done)} so far (size unknown)")
+                self._log(f"dump: {activity} {human(done)} so far (size unknown)")
             self._next = (mark // step + 1) * step
 
-    def _draw(self, done: int, total: int | None) -> None:
+    def _draw(self, done: int, total: int | None, activity: str) -> None:
         if total:
             filled = min(done * self.WIDTH // total, self.WIDTH)
             line = (
                 f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done * 100 // total:3d} % "
-                f"{_human(done)} / {_human(total)}"
+                f"{human(done)} / {human(total)}"
             )
         else:
-            line = f"{_human(done)} downloaded"
+            line = f"{human(done)} {activity}"
         end = "\n" if done == total else ""
         self._bar.write(f"\r{line:<60}{end}")
         self._bar.flush()
 
 
-def _human(size: int) -> str:
+def human(size: int) -> str:
+    """A byte count as a person reads it: 270.5 KB, 2.9 GB."""
     for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
         if size >= scale:
             return f"{size / scale:.1f} {unit}"

@@ -10,6 +10,7 @@ import pytest
 from nova_assets.lib.dump import Dump, fetch_dump, remove_partial_downloads
 from nova_assets.lib.dump_format import REQUIRED_COLUMNS, DumpError
 from nova_assets.lib.paths import SAMPLE_DUMP
+from nova_assets.lib.progress import progress_reporter
 from nova_assets_tests.conftest import write_dump
 from nova_assets_tests.lib.http_server import FAST, files
 
@@ -179,23 +180,36 @@ def test_missing_path_names_the_path(tmp_path: Path):
 
 def test_progress_rises_to_the_total(tmp_path: Path, server, body):
     server.serve(body)
-    calls: list[tuple[int, int | None]] = []
-    fetch_dump(server.url, tmp_path / "raw", progress=lambda d, t: calls.append((d, t)), **FAST)
-    done = [d for d, _ in calls]
+    calls: list[tuple[int, int | None, str]] = []
+    fetch_dump(server.url, tmp_path / "raw", progress=lambda *call: calls.append(call), **FAST)
+    done = [d for d, _, _ in calls]
     assert done == sorted(set(done)) and done[0] == 0 and len(done) >= 4
-    assert {t for _, t in calls} == {len(body)}
-    assert calls[-1] == (len(body), len(body))
+    assert {(t, a) for _, t, a in calls} == {(len(body), "downloaded")}
+    assert calls[-1] == (len(body), len(body), "downloaded")
 
 
-def test_progress_of_unknown_size_and_local_copy_ends_at_the_size(tmp_path: Path, server, body):
+def test_progress_of_unknown_size_ends_at_the_size(tmp_path: Path, server, body):
     server.serve(body, send_length=False)
-    calls: list[tuple[int, int | None]] = []
-    fetch_dump(server.url, tmp_path / "raw", progress=lambda d, t: calls.append((d, t)), **FAST)
-    assert calls[0] == (0, None) and calls[-1] == (len(body), len(body))
-    calls.clear()
-    fetch_dump(str(SAMPLE_DUMP), tmp_path / "raw", progress=lambda d, t: calls.append((d, t)))
-    size = SAMPLE_DUMP.stat().st_size
-    assert calls[0] == (0, size) and calls[-1] == (size, size)
+    calls: list[tuple[int, int | None, str]] = []
+    fetch_dump(server.url, tmp_path / "raw", progress=lambda *call: calls.append(call), **FAST)
+    assert calls[0] == (0, None, "downloaded")
+    assert calls[-1] == (len(body), len(body), "downloaded")
+
+
+def test_a_linked_local_dump_is_logged_as_linked_not_as_a_download(tmp_path: Path):
+    """A small local file is hashed in a blink and linked: no "0 % (0 B of 270.5 KB)" line as
+    if something were being downloaded, one line saying what happened."""
+    lines: list[str] = []
+    dump = fetch_dump(
+        str(SAMPLE_DUMP),
+        tmp_path / "raw",
+        progress=progress_reporter(lines.append),
+        log=lines.append,
+    )
+    assert lines == [
+        f"dump {dump.sha256[:12]}: a local file (270.5 KB), linked in {tmp_path / 'raw'}; "
+        "nothing downloaded"
+    ]
 
 
 def test_keeps_the_newest_dumps_and_the_one_in_use(tmp_path: Path, server, body):
