@@ -5,8 +5,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from nova_assets.defs.failures import refusing
 from nova_assets.defs.resources import DataDir, DumpSource
 from nova_assets.lib.dump import Dump
+from nova_assets.lib.dump_format import DumpError
 from nova_assets.lib.files import write_atomically
 from nova_assets.lib.paths import DataPaths
 from nova_assets.lib.progress import progress_reporter
@@ -69,13 +71,14 @@ def off_dump(
     progress = progress_reporter(
         context.log.info, every_percent=5, bar=sys.stderr if sys.stderr.isatty() else None
     )
-    dump = dump_source.fetch(
-        previous=previous,
-        in_use=accepted_dump(paths),
-        progress=progress,
-        log=context.log.info,
-        source=config.source or None,
-    )
+    with refusing("off_dump", DumpError, source=config.source or "NOVA_DUMP_URL"):
+        dump = dump_source.fetch(
+            previous=previous,
+            in_use=accepted_dump(paths),
+            progress=progress,
+            log=context.log.info,
+            source=config.source or None,
+        )
     unchanged = dump is previous
     archived = dump_source.archive(dump)
     write_atomically(paths.fetched_dump, dump.to_json())

@@ -3,10 +3,12 @@
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
+from nova_assets.defs.failures import refusing
 from nova_assets.defs.ingest.assets import accepted_dump, fetched_dump, latest_dump, off_dump
 from nova_assets.defs.metadata import unchanged
 from nova_assets.defs.resources import DataDir, Warehouse
 from nova_assets.lib import builds, markdown
+from nova_assets.lib.dump_format import DumpError
 from nova_assets.lib.files import write_atomically
 from nova_assets.lib.products import ingest_products
 from nova_assets.lib.split import TEST_PERCENT, extend_test_split
@@ -48,7 +50,10 @@ def products(
     if warehouse.built_as("products") == build and accepted and accepted.sha256 == dump.sha256:
         context.log.info(f"products already hold dump {dump.sha256[:12]}: nothing to ingest")
         return unchanged("the tables already hold this dump, by this code", dump.sha256)
-    with warehouse.connect(publish=["products", "dumps"]) as con:
+    with (
+        refusing("products", DumpError, dump=dump.path),
+        warehouse.connect(publish=["products", "dumps"]) as con,
+    ):
         stats = ingest_products(con, dump, max_shrink=config.max_shrink)
         builds.record(con, "products", build)
         metadata = _products_metadata(con)
