@@ -9,7 +9,7 @@ message once more as its very last line, where a person reads first.
 
 import atexit
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,9 +29,10 @@ def typed_in_a_shell(argv: list[str] | None = None) -> bool:
     return len(args) > 1 and (Path(args[0]).name, args[1]) in SHELL_COMMANDS
 
 
-def refused(step: str, error: Exception, **metadata: object) -> dg.Failure:
-    """The failure of `step` on bad input `error`, said again at exit in a typed command."""
-    message = str(error)
+def refused(step: str, error: Exception, hint: str = "", **metadata: object) -> dg.Failure:
+    """The failure of `step` on bad input `error` (and `hint`, what to do if the input is right
+    after all), said again at exit in a typed command."""
+    message = f"{error}. {hint}" if hint else str(error)
     if typed_in_a_shell():
         if not _last_words:
             atexit.register(_say_last_words)
@@ -44,12 +45,18 @@ def refused(step: str, error: Exception, **metadata: object) -> dg.Failure:
 
 
 @contextmanager
-def refusing(step: str, *errors: type[Exception], **metadata: object) -> Iterator[None]:
-    """Turn `errors` raised in the block into `refused(step, …)`, without their causes."""
+def refusing(
+    step: str,
+    *errors: type[Exception],
+    hint: Callable[[Exception], str] = lambda _error: "",
+    **metadata: object,
+) -> Iterator[None]:
+    """Turn `errors` raised in the block into `refused(step, …)`, without their causes; `hint`
+    gives, for an error, what to do if the input is right after all."""
     try:
         yield
     except errors as error:
-        raise refused(step, error, **metadata) from None
+        raise refused(step, error, hint(error), **metadata) from None
 
 
 def _say_last_words() -> None:

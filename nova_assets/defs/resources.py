@@ -19,6 +19,7 @@ from nova_assets.lib.deltas import Delta, DeltaFile, fetch_delta, list_deltas
 from nova_assets.lib.dump import Dump, fetch_dump, remove_partial_downloads
 from nova_assets.lib.object_store import ObjectStore
 from nova_assets.lib.paths import DataPaths, data_paths, dump_source, layout
+from nova_assets.lib.products import IngestedDump, ingested_dump
 from nova_assets.lib.progress import ProgressCallback
 from nova_assets.lib.registry import client_for, ensure_experiment, is_server, load_pipeline
 
@@ -135,6 +136,13 @@ class Warehouse(RunLocked, ObjectStoreCopies):
             return None
         with self.connect(read_only=True) as con:
             return builds.built_as(con, step)
+
+    def ingested(self, sha256: str) -> IngestedDump | None:
+        """The dump `sha256` as the warehouse recorded it, if it ever accepted it."""
+        if not Path(self.path).exists():
+            return None
+        with self.connect(read_only=True) as con:
+            return ingested_dump(con, sha256)
 
     @property
     def serving_path(self) -> Path:

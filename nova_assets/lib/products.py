@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from datetime import datetime
 
 import duckdb
 
@@ -36,7 +37,7 @@ from nova_assets.lib.nova_rules import (
     markers_of,
     with_additive_variants,
 )
-from nova_assets.lib.warehouse import sql_list, sql_literal, transaction
+from nova_assets.lib.warehouse import sql_list, sql_literal, table_exists, transaction
 
 Layout = list[str] | dict[str, str] | jsonl_dump.JsonlLayout
 """What a dump's check found: a TSV's header, a Parquet export's schema, or a JSONL dump."""
@@ -75,14 +76,72 @@ CREATE TABLE IF NOT EXISTS dumps (
     products BIGINT,
     ingested_at TIMESTAMP DEFAULT current_timestamp,
     repaired_lines BIGINT,
-    invalid_nutrients BIGINT
+    invalid_nutrients BIGINT,
+    max_shrink DOUBLE
 )
 """
 # Warehouses made before these columns existed gain them.
 DUMPS_MIGRATIONS = (
     "ALTER TABLE dumps ADD COLUMN IF NOT EXISTS repaired_lines BIGINT",
     "ALTER TABLE dumps ADD COLUMN IF NOT EXISTS invalid_nutrients BIGINT",
+    "ALTER TABLE dumps ADD COLUMN IF NOT EXISTS max_shrink DOUBLE",
 )
+MAX_SHRINK = 0.5
+"""The fall of the product count a new dump may bring, by default: more is refused."""
+
+
+class ShrinkError(DumpError):
+    """A dump with far fewer products than the current table: more likely cut or filtered than
+    right, so refused unless the caller allows a fall that large."""
+
+    def __init__(self, source: str, products: int, previous: int, max_shrink: float) -> None:
+        super().__init__(
+            f"dump {source} has {products:,} products against {previous:,} in the current "
+            f"table, a fall of more than {max_shrink:.0%}; refusing to replace it"
+        )
+        self.products, self.previous, self.max_shrink = products, previous, max_shrink
+
+
+@dataclass(frozen=True)
+class IngestedDump:
+    """A dump the warehouse accepted once (its `dumps` row): the tables held it, or still do."""
+
+    sha256: str
+    source: str
+    products: int
+    ingested_at: datetime
+
+    def describe(self) -> str:
+        return (
+            f"dump {self.sha256[:12]} ({self.products:,} products from {self.source}, "
+            f"ingested {self.ingested_at:%Y-%m-%d %H:%M})"
+        )
+
+
+def allowed_shrink(con: duckdb.DuckDBPyConnection, sha256: str) -> float:
+    """The fall of the product count accepted when dump `sha256` was ingested (MAX_SHRINK for a
+    dump ingested before it was recorded)."""
+    recorded = con.execute(
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = 'dumps' AND column_name = 'max_shrink'"
+    ).fetchone()[0]
+    row = (
+        con.execute("SELECT max_shrink FROM dumps WHERE dump_sha256 = ?", [sha256]).fetchone()
+        if recorded
+        else None
+    )
+    return row[0] if row and row[0] is not None else MAX_SHRINK
+
+
+def ingested_dump(con: duckdb.DuckDBPyConnection, sha256: str) -> IngestedDump | None:
+    """The `dumps` row of the dump `sha256`, if the warehouse ever accepted it."""
+    if not table_exists(con, "dumps"):
+        return None
+    row = con.execute(
+        "SELECT dump_sha256, source, products, ingested_at FROM dumps WHERE dump_sha256 = ?",
+        [sha256],
+    ).fetchone()
+    return IngestedDump(*row) if row else None
 
 
 @dataclass(frozen=True)
@@ -261,14 +320,15 @@ def _setting(con: duckdb.DuckDBPyConnection, name: str) -> object:
 
 
 def ingest_products(
-    con: duckdb.DuckDBPyConnection, dump: Dump, *, max_shrink: float = 0.5
+    con: duckdb.DuckDBPyConnection, dump: Dump, *, max_shrink: float = MAX_SHRINK
 ) -> IngestStats:
     """Replace `products` with the dump's rows, one per code (latest `last_modified_t` wins).
 
     Raises DumpError, leaving the previous table and `dumps` untouched, when the dump has no
     product or no labelled one, lacks a required column, or would shrink the table by more
-    than `max_shrink`. Lines with more or fewer fields than the header are skipped and
-    counted; lines with invalid UTF-8 are kept with the bad bytes replaced, and counted.
+    than `max_shrink` (ShrinkError; an accepted dump's `dumps` row records the `max_shrink` it
+    passed). Lines with more or fewer fields than the header are skipped and counted; lines
+    with invalid UTF-8 are kept with the bad bytes replaced, and counted.
     """
     dump.check_on_disk()
     columns: Layout
@@ -433,10 +493,7 @@ def _replace_products(
             "on; refusing to replace the current table"
         )
     if previous and products < previous * (1 - max_shrink):
-        raise DumpError(
-            f"dump {dump.source} has {products} products against {previous} in the current "
-            f"table, a fall of more than {max_shrink:.0%}; refusing to replace it"
-        )
+        raise ShrinkError(dump.source, products, previous, max_shrink)
     invalid_nutrients = con.execute(
         f"SELECT coalesce(sum({nutrients.invalid_count_sql()}), 0) FROM staged_products "
         "ANTI JOIN losing_rows ON losing_rows.staged_row = staged_products.rowid "
@@ -456,9 +513,9 @@ def _replace_products(
     recorded = [f for f in fields(IngestStats) if f.name != "previous_products"]
     con.execute(
         "INSERT OR REPLACE INTO dumps BY NAME SELECT ? AS dump_sha256, ? AS source, ? AS path, "
-        "? AS bytes, current_timestamp AS ingested_at, "
+        "? AS bytes, current_timestamp AS ingested_at, ? AS max_shrink, "
         + ", ".join(f"? AS {f.name}" for f in recorded),
-        [dump.sha256, dump.source, dump.path, dump.bytes]
+        [dump.sha256, dump.source, dump.path, dump.bytes, max_shrink]
         + [getattr(stats, f.name) for f in recorded],
     )
     drop_staging(con)

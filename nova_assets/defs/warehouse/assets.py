@@ -1,5 +1,8 @@
 """`products` and `test_split`: the cleaned warehouse tables every model step reads."""
 
+import json
+from collections.abc import Callable
+
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
@@ -10,13 +13,34 @@ from nova_assets.defs.resources import DataDir, Warehouse
 from nova_assets.lib import builds, markdown
 from nova_assets.lib.dump_format import DumpError
 from nova_assets.lib.files import write_atomically
-from nova_assets.lib.products import ingest_products
+from nova_assets.lib.products import MAX_SHRINK, IngestedDump, ShrinkError, ingest_products
 from nova_assets.lib.split import TEST_PERCENT, extend_test_split
 
 
 class ProductsConfig(dg.Config):
-    max_shrink: float = 0.5
-    """Refuse a dump whose product count falls by more than this share of the current table."""
+    max_shrink: float = MAX_SHRINK
+    """Refuse a dump whose product count falls by more than this share of the current table
+    (1 accepts any fall)."""
+    go_back: bool = False
+    """Ingest the dump fetched even if the warehouse held it before and has moved on to a dump
+    ingested after it (by default the tables keep the newer dump and nothing fails)."""
+
+
+def _launch(config: dict) -> str:
+    """The command that ingests the dump fetched last with `config` for `products`, and
+    rebuilds what follows it (without fetching NOVA_DUMP_URL again)."""
+    ops = json.dumps({"ops": {"products": {"config": config}}})
+    return f"uv run dg launch --assets 'products*' --config-json '{ops}'"
+
+
+GO_BACK = _launch({"go_back": True, "max_shrink": 1})
+ACCEPT_FALL = _launch({"max_shrink": 1})
+
+
+def _how_to_accept(error: Exception) -> str:
+    if not isinstance(error, ShrinkError):
+        return ""
+    return f"If this dump is right, allow the fall with products.max_shrink: {ACCEPT_FALL}"
 
 
 def _markdown_table(columns: list[str], rows: list[tuple]) -> str:
@@ -35,7 +59,8 @@ def _markdown_table(columns: list[str], rows: list[tuple]) -> str:
     pool="duckdb",
     description="Cleaned, typed OFF products, one row per code (latest last_modified_t wins); "
     "tags as VARCHAR[], nova_group 1..4 or NULL. Replaced atomically: a bad dump leaves the "
-    "previous table as it was, and only an accepted dump becomes the current one.",
+    "previous table as it was, and only an accepted dump becomes the current one. A dump the "
+    "tables held before and left for a newer one is not taken back (config go_back).",
 )
 def products(
     context: dg.AssetExecutionContext,
@@ -50,8 +75,13 @@ def products(
     if warehouse.built_as("products") == build and accepted and accepted.sha256 == dump.sha256:
         context.log.info(f"products already hold dump {dump.sha256[:12]}: nothing to ingest")
         return unchanged("the tables already hold this dump, by this code", dump.sha256)
+    held_before = None
+    if accepted and accepted.sha256 != dump.sha256 and not config.go_back:
+        held_before = warehouse.ingested(dump.sha256)
+    if held_before is not None:
+        return _kept_newer(context, held_before, accepted.sha256, warehouse.ingested)
     with (
-        refusing("products", DumpError, dump=dump.path),
+        refusing("products", DumpError, hint=_how_to_accept, dump=dump.path),
         warehouse.connect(publish=["products", "dumps"]) as con,
     ):
         stats = ingest_products(con, dump, max_shrink=config.max_shrink)
@@ -79,6 +109,30 @@ def products(
             "dump_sha256": dump.sha256,
         },
         data_version=dg.DataVersion(dump.sha256),
+    )
+
+
+def _kept_newer(
+    context: dg.AssetExecutionContext,
+    fetched: IngestedDump,
+    current_sha256: str,
+    ingested: Callable[[str], IngestedDump | None],
+) -> dg.MaterializeResult:
+    """The tables stay on the dump ingested after `fetched` (say, the embedded sample fetched
+    again by the README's first command after a real dump came in): nothing to ingest, and
+    nothing fails because the data moved on."""
+    current = ingested(current_sha256)
+    held = current.describe() if current else f"dump {current_sha256[:12]}"
+    context.log.info(
+        f"products keep {held}: the dump fetched, {fetched.describe()}, is one the tables held "
+        f"before and left for the newer one. To go back to it: {GO_BACK}"
+    )
+    return unchanged(
+        "the tables come from a newer dump than the one fetched",
+        current_sha256,
+        dump_sha256=current_sha256,
+        fetched_dump_sha256=fetched.sha256,
+        to_go_back=GO_BACK,
     )
 
 

@@ -3,8 +3,10 @@
 import dagster as dg
 
 from nova_assets.defs.automation import runs_with_its_asset
+from nova_assets.defs.metadata import setting
 from nova_assets.defs.resources import Warehouse
 from nova_assets.defs.warehouse.assets import products, test_split
+from nova_assets.lib.products import allowed_shrink
 from nova_assets.lib.split import misplaced_codes
 
 
@@ -51,21 +53,29 @@ def products_nova_group_valid(warehouse: Warehouse) -> dg.AssetCheckResult:
     automation_condition=runs_with_its_asset(),
     pool="duckdb",
     blocking=True,
-    description="products is not empty and holds at least half the products of the previous dump.",
+    description="products is not empty and holds at least half the products of the previous dump "
+    "(or what products.max_shrink allowed when the dump was ingested).",
 )
 def products_row_count(warehouse: Warehouse) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
-        rows = con.execute("SELECT count(*) FROM products").fetchone()[0]
+        rows, sha256 = con.execute(
+            "SELECT count(*), any_value(dump_sha256) FROM products"
+        ).fetchone()
+        max_shrink = allowed_shrink(con, sha256)
         history = con.execute(
-            "SELECT products FROM dumps WHERE dump_sha256 <> (SELECT any_value(dump_sha256) FROM products) "
-            "ORDER BY ingested_at DESC LIMIT 1"
+            "SELECT products FROM dumps WHERE dump_sha256 <> ? ORDER BY ingested_at DESC LIMIT 1",
+            [sha256],
         ).fetchall()
     previous = history[0][0] if history else None
-    passed = rows > 0 and (previous is None or rows >= previous / 2)
+    passed = rows > 0 and (previous is None or rows >= previous * (1 - max_shrink))
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"row_count": rows, "previous_dump_products": previous},
+        metadata={
+            "row_count": rows,
+            "previous_dump_products": previous,
+            "max_shrink": setting(max_shrink),
+        },
     )
 
 

@@ -87,3 +87,17 @@ def test_a_code_that_changed_side_or_has_none_fails(warehouse):
     mutate(warehouse, "INSERT INTO products VALUES ('4', 2, 'dump2')")
     result = split_is_stable(warehouse)
     assert not result.passed and result.metadata["codes_without_side"].value == 1
+
+
+def test_a_fall_allowed_with_max_shrink_passes_the_row_count(warehouse):
+    """`products` ingested a dump with max_shrink 1 (the command its refusal gives): the check
+    that follows must not stop the graph for the very fall a person allowed."""
+    mutate(warehouse, "UPDATE dumps SET products = 7 WHERE dump_sha256 = 'dump1'")
+    assert not products_row_count(warehouse).passed
+    mutate(
+        warehouse,
+        "ALTER TABLE dumps ADD COLUMN max_shrink DOUBLE; "
+        "UPDATE dumps SET max_shrink = 1 WHERE dump_sha256 = 'dump2'",
+    )
+    result = products_row_count(warehouse)
+    assert result.passed and result.metadata["max_shrink"].value == "1.0"
