@@ -2,7 +2,9 @@
 
 An asset is requested when a parent's data version changed (not merely re-materialized), or
 when a parent is being requested in the same tick, so one new dump gives one run of the whole
-chain, and the same dump fetched again gives none.
+chain, and the same dump fetched again gives none. An asset whose run failed (a bad dump
+refused by `products`, in a `dg launch` or a run of this sensor) is not requested again for the
+same dump: only a new dump, or a change of its code version, tries again.
 """
 
 import dagster as dg
@@ -13,14 +15,20 @@ AC = dg.AutomationCondition
 
 
 def follows_changed_dump() -> dg.AutomationCondition:
-    """Like `eager()`, but triggered by a changed data version upstream, and never past a
-    failed blocking check."""
+    """Like `eager()`, but triggered by a changed data version upstream, never past a failed
+    blocking check, and never twice on the same input after a failed run (however launched)."""
     parent_changed = AC.any_deps_match(
         (AC.data_version_changed() & ~AC.executed_with_root_target()) | AC.will_be_requested()
     )
-    handled = AC.newly_requested() | AC.newly_updated() | AC.initial_evaluation()
+    code_fixed = AC.code_version_changed() & AC.execution_failed()
+    handled = (
+        AC.newly_requested()
+        | AC.newly_updated()
+        | AC.initial_evaluation()
+        | AC.execution_failed().newly_true()
+    )
     return (
-        parent_changed.since(handled)
+        (parent_changed | code_fixed).since(handled)
         & ~AC.any_deps_missing()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()

@@ -55,6 +55,8 @@ def _markdown_table(columns: list[str], rows: list[tuple]) -> str:
     deps=[off_dump],
     group_name="warehouse",
     automation_condition=follows_changed_dump(),
+    # The code that reads a dump: after a refused dump, changing it lets automation try again.
+    code_version=builds.code_fingerprint()[:16],
     kinds={"duckdb"},
     pool="duckdb",
     description="Cleaned, typed OFF products, one row per code (latest last_modified_t wins); "
