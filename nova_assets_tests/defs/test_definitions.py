@@ -97,6 +97,18 @@ def test_instance_settings_allow_one_run_and_one_warehouse_step(tmp_path):
         assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
 
 
+def test_both_instance_settings_agree_but_for_where_the_files_go():
+    """./dagster.yaml (no DAGSTER_HOME: the first command and `dg dev` from the repo root) and
+    data/dagster_home/dagster.yaml (DAGSTER_HOME there) are one instance, set up the same way."""
+    root = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    home = yaml.safe_load((REPO_ROOT / "data" / "dagster_home" / "dagster.yaml").read_text())
+    storage = ("storage", "local_artifact_storage", "compute_logs")
+    assert {k: v for k, v in root.items() if k not in storage} == home
+    assert root["storage"]["sqlite"]["base_dir"] == {"env": "NOVA_DAGSTER_STORAGE"}
+    env = (REPO_ROOT / ".env").read_text()
+    assert "NOVA_DAGSTER_STORAGE=${NOVA_DATA_DIR:-data}/dagster_home" in env.splitlines()
+
+
 def test_executor_is_in_process(data_dir):
     job = defs().resolve_implicit_global_asset_job_def()
     assert job.executor_def.name == "in_process"

@@ -1,6 +1,7 @@
 """The README's first command as a new user types it, on a fresh data dir: it succeeds without a
-single warning; then the UI's way (its own DAGSTER_HOME, as `dg dev` keeps one) on the same
-dump builds nothing: no table, report or model version."""
+single warning, and its MLflow run links to a run of the project's instance; then the UI's way
+(its own DAGSTER_HOME, as `dg dev` keeps one) on the same dump builds nothing: no table, report
+or model version."""
 
 import os
 import re
@@ -9,12 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 from mlflow import MlflowClient
 
 from nova_assets.lib.paths import REPO_ROOT
-from nova_assets.lib.registry import MODEL_NAME
+from nova_assets.lib.registry import EXPERIMENT, MODEL_NAME
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +58,17 @@ def test_the_first_command_then_the_ui_way_build_once_and_warn_never(tmp_path):
     assert [line for line in first.splitlines() if re.search(r"\w+Warning: ", line)] == []
     built = builds(data)
     assert {step for step, _, _ in built} >= {"products", "feature_matrix", "nova_predictions"}
+    # Its MLflow run links to a Dagster run that the project's instance (the one `dg dev` from
+    # the repo root shows) has: not "No run found".
+    uri = f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    (training,) = client.search_runs(
+        [client.get_experiment_by_name(EXPERIMENT).experiment_id],
+        filter_string="tags.dagster_asset = 'nova_model'",
+    )
+    with dg.DagsterInstance.from_config(str(data / "dagster_home")) as instance:
+        linked = instance.get_run_by_id(training.data.tags["dagster_run_id"])
+        assert linked is not None and linked.status == dg.DagsterRunStatus.SUCCESS
 
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -64,6 +77,4 @@ def test_the_first_command_then_the_ui_way_build_once_and_warn_never(tmp_path):
     assert [line for line in second.splitlines() if re.search(r"\w+Warning: ", line)] == []
     assert builds(data) == built
     assert "nothing to train" in second and "nothing to ingest" in second
-    uri = f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert [str(v.version) for v in client.search_model_versions(f"name = '{MODEL_NAME}'")] == ["1"]
