@@ -1,8 +1,11 @@
-"""The project environment as `uv run` gives it to a user: quiet when nothing is to install."""
+"""The project environment as `uv run` gives it to a user: quiet when nothing is to install, and
+its processes stoppable by Ctrl-C however they were started."""
 
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -27,3 +30,16 @@ def test_uv_run_compiles_no_bytecode_when_nothing_is_installed():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
     assert "Bytecode compiled" not in done.stderr, done.stderr
+
+
+def test_a_process_started_with_sigint_ignored_gets_ctrl_c_back():
+    """`uv run dg dev &` in a script starts Python with SIGINT ignored (and Dagster then ignores
+    SIGTERM too); every Python process of this environment takes its default back at start."""
+    probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    done = subprocess.run(
+        ["sh", "-c", f'{shlex.quote(sys.executable)} -c "{probe}" & wait'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "True", done.stderr

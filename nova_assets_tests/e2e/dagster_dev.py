@@ -7,6 +7,7 @@ the daemon and the code server together, and nothing else on the machine is touc
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -122,10 +123,15 @@ class DagsterDev(DagsterUI):
         }
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120) -> "DagsterDev":
+    def start(self, timeout: float = 120, *, in_background: bool = False) -> "DagsterDev":
+        """Start `dg dev`, in a process group of its own, as from a terminal; `in_background`:
+        as `dg dev &` in a shell script, which POSIX shells start with SIGINT ignored."""
         dg_cli = Path(sys.executable).with_name("dg")
+        command = [str(dg_cli), "dev", "-h", "127.0.0.1", "-p", str(self.port)]
+        if in_background:
+            command = ["sh", "-c", f"{shlex.join(command)} & wait"]
         self.process = subprocess.Popen(
-            [str(dg_cli), "dev", "-h", "127.0.0.1", "-p", str(self.port)],
+            command,
             cwd=REPO_ROOT,
             env=self.env,
             stdout=self.log,
@@ -139,6 +145,12 @@ class DagsterDev(DagsterUI):
         if self.process and self.process.poll() is None:
             stop_group(self.process, grace=60)
         self.log.close()
+
+    def group(self) -> list[str]:
+        """The live processes of dg dev's process group (pid and command), zombies left out."""
+        assert self.process is not None
+        self.process.poll()  # reap the leader if it has exited
+        return group_members(self.process.pid)
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
@@ -154,6 +166,21 @@ class DagsterDev(DagsterUI):
         self.log.flush()
         text = (self.root / "dagster_dev.log").read_text(errors="replace")
         return [line for line in text.splitlines() if re.search(r"\w+Warning: ", line)]
+
+
+def group_members(pgid: int) -> list[str]:
+    """The live processes of process group `pgid` on this machine, as "pid command"."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue  # ended meanwhile
+        state, _ppid, group = text[text.rindex(")") + 2 :].split()[:3]
+        if int(group) == pgid and state != "Z":
+            members.append(f"{stat.parent.name} {command[:120].decode(errors='replace')}")
+    return members
 
 
 def settled(dev: DagsterUI, predictions_runs: int) -> bool:
