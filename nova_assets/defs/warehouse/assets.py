@@ -1,7 +1,6 @@
 """`products` and `test_split`: the cleaned warehouse tables every model step reads."""
 
 import json
-from collections.abc import Callable
 
 import dagster as dg
 
@@ -81,7 +80,8 @@ def products(
     if accepted and accepted.sha256 != dump.sha256 and not config.go_back:
         held_before = warehouse.ingested(dump.sha256)
     if held_before is not None:
-        return _kept_newer(context, held_before, accepted.sha256, warehouse.ingested)
+        current = warehouse.ingested(accepted.sha256)
+        return _kept_newer(context, held_before, accepted.sha256, current)
     with (
         refusing("products", DumpError, hint=_how_to_accept, dump=dump.path),
         warehouse.connect(publish=["products", "dumps"]) as con,
@@ -118,12 +118,11 @@ def _kept_newer(
     context: dg.AssetExecutionContext,
     fetched: IngestedDump,
     current_sha256: str,
-    ingested: Callable[[str], IngestedDump | None],
+    current: IngestedDump | None,
 ) -> dg.MaterializeResult:
     """The tables stay on the dump ingested after `fetched` (say, the embedded sample fetched
     again by the README's first command after a real dump came in): nothing to ingest, and
     nothing fails because the data moved on."""
-    current = ingested(current_sha256)
     held = current.describe() if current else f"dump {current_sha256[:12]}"
     context.log.info(
         f"products keep {held}: the dump fetched, {fetched.describe()}, is one the tables held "
