@@ -43,7 +43,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import GroupKFold  # noqa: E402
 
-from nova_assets.lib.calibration import GROUPS  # noqa: E402
+from nova_assets.lib.calibration import GROUPS, PRECISION_TARGET, choose_threshold  # noqa: E402
 from nova_assets.lib.dump import fetch_dump  # noqa: E402
 from nova_assets.lib.evaluate import rules_answers, slice_rows  # noqa: E402
 from nova_assets.lib.evidence import SLICES, STATES, population_weights, states  # noqa: E402
@@ -138,6 +138,7 @@ def fold_answers(
     gbm = HistGradientBoostingClassifier(random_state=0, class_weight="balanced")
     gbm.fit(train_m.nutrients, train_m.labels)
     majority = majority_class(train_m.labels)
+    sources = dict(con.execute("SELECT code, source FROM products").fetchall())
     out = {}
     for name in SLICES:
         rows = slice_rows(test_m, name)
@@ -150,6 +151,8 @@ def fold_answers(
             "model": model.groups,
             "probability": model.probability,
             "confident": model.confident,
+            "state": states(rows),
+            "source": np.array([sources.get(c, SAMPLE_SOURCE) for c in rows.codes]),
             "rules": rules_answers(rows).groups,
             "reference": predict(trained.reference, rows).groups,
             "majority": np.full(len(rows), majority),
@@ -234,13 +237,45 @@ def summarise(results: dict[str, dict[str, np.ndarray]], weights: dict[str, floa
             "confident_precision_by_group": {
                 g: c["precision"] for g, c in accepted["per_class"].items()
             },
+            **confidence_bounds(r),
         }
     total = sum(weights.get(n, 0.0) for n in slices) or 1.0
     mix = {
         m: sum(weights.get(n, 0.0) * s[m] for n, s in slices.items()) / total
-        for m in (*METHODS, "confident_share")
+        for m in (*METHODS, "confident_share", "ceiling_share", "other_sources_share")
     }
     return {"slices": slices, "mix": mix, "weights": weights}
+
+
+def confidence_bounds(r: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """What any threshold on these probabilities could do, per evidence state and answered
+    group as the model sets them: `ceiling`, thresholds fitted on these very products (the
+    most coverage at the target precision that the probabilities' ranking allows, an upper
+    bound no honest threshold reaches); `other_sources`, each source's thresholds fitted on
+    every other source's products (calibration out of source: how thresholds travel)."""
+    y, answers, probability = r["labels"], r["model"], r["probability"]
+    ceiling = np.zeros(len(y), dtype=bool)
+    other = np.zeros(len(y), dtype=bool)
+    for state in np.unique(r["state"]):
+        for group in GROUPS:
+            cell = (r["state"] == state) & (answers == group)
+
+            def accepted(fit: np.ndarray, cell=cell, group=group) -> np.ndarray:
+                threshold = choose_threshold(
+                    probability[fit], y[fit] == group, PRECISION_TARGET, unmeasured=np.inf
+                )
+                return probability >= threshold
+
+            ceiling |= cell & accepted(cell)
+            for source in np.unique(r["source"][cell]):
+                held_out = r["source"] == source
+                other |= cell & held_out & accepted(cell & ~held_out)
+    bounds = {}
+    for name, mask in (("ceiling", ceiling), ("other_sources", other)):
+        scores = at_thresholds(y, answers, mask)
+        bounds[f"{name}_share"] = scores["coverage"]
+        bounds[f"{name}_precision"] = scores["precision"]
+    return bounds
 
 
 def print_tables(report: dict) -> None:
@@ -276,6 +311,25 @@ def print_tables(report: dict) -> None:
         for name, s in report["slices"].items()
     ]
     print("\n".join(table(["slice", *(f"confident {g} precision" for g in GROUPS)], by_group)))
+    print()
+    bounds = [
+        [
+            name,
+            f"{s['confident_share']:.0%} / {_shown(s['confident_precision'])}",
+            f"{s['ceiling_share']:.0%} / {_shown(s['ceiling_precision'])}",
+            f"{s['other_sources_share']:.0%} / {_shown(s['other_sources_precision'])}",
+        ]
+        for name, s in report["slices"].items()
+    ]
+    mix = report["mix"]
+    bounds.append(
+        [
+            "mix",
+            *(f"{mix[k]:.0%}" for k in ("confident_share", "ceiling_share", "other_sources_share")),
+        ]
+    )
+    header = ["slice", "confident", "ceiling (thresholds fit here)", "thresholds of other sources"]
+    print("\n".join(table(header, bounds)))
 
 
 def _shown(value: float | None) -> str:
