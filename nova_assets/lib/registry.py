@@ -39,7 +39,8 @@ def takes_current_input(version: ModelVersion) -> bool:
 
 
 EXPERIMENT_TAGS = {
-    # Opens the MLflow UI on runs and models, not on GenAI traces.
+    # Lists the experiment among model training ones in the MLflow UI (whose start page still
+    # opens on GenAI views: the README links the runs page with workflowType=machine_learning).
     "mlflow.experimentKind": "custom_model_development",
     "mlflow.note.content": "nova_assets: one run per training of the NOVA group classifier "
     "(nested runs: the candidates tried), with the evaluation report of the version it "

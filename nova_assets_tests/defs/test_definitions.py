@@ -86,7 +86,7 @@ def test_sensors_and_schedule_run_by_default(data_dir):
     assert schedule.cron_schedule == "0 4 * * 1"
 
 
-def test_instance_settings_allow_one_run_and_one_warehouse_step(tmp_path):
+def test_instance_settings_allow_one_run_and_one_warehouse_step_and_no_dialog(tmp_path):
     settings = REPO_ROOT / "data" / "dagster_home" / "dagster.yaml"
     (tmp_path / "dagster.yaml").write_text(settings.read_text())
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
@@ -95,6 +95,7 @@ def test_instance_settings_allow_one_run_and_one_warehouse_step(tmp_path):
         assert config.pool_config.default_pool_limit == 1
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
+        assert not instance.nux_enabled  # no community dialog over a newcomer's first page
 
 
 def test_both_instance_settings_agree_but_for_where_the_files_go():

@@ -13,11 +13,13 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from nova_assets.lib.paths import REPO_ROOT
+from nova_assets_tests.conftest import free_port, process_group, wait_until_ready
 from nova_assets_tests.e2e.dagster_dev import DagsterDev
 
 pytestmark = pytest.mark.slow
@@ -45,8 +47,8 @@ ASSETS = [
     "nova_drift",
 ]
 IN_PROGRESS = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
-# The "Join the Dagster community" dialog covers the page on a first visit; this marks it seen.
-SKIP_COMMUNITY_DIALOG = "localStorage.setItem('communityNux', JSON.stringify('1'))"
+COMMUNITY_DIALOG = "Join the Dagster community"
+"""Dagster's dialog over a first visit's page, which the instance settings (`nux`) turn off."""
 
 
 def open_asset_graph(browser, url: str):
@@ -56,11 +58,12 @@ def open_asset_graph(browser, url: str):
     visit lays the graph out again (fitted to the width) when the groups are expanded.
     """
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    context.add_init_script(SKIP_COMMUNITY_DIALOG)
     context.set_default_timeout(30_000)
     page = context.new_page()
     page.goto(f"{url}/asset-groups")
     page.get_by_role("button", name="Materialize all").wait_for()
+    page.wait_for_load_state("networkidle")
+    assert not page.get_by_text(COMMUNITY_DIALOG).is_visible()
     page.get_by_role("button", name="Hide navigation").click()
     page.locator("button").filter(
         has=page.get_by_role("img", name="panel_show_right", exact=True)
@@ -143,7 +146,36 @@ def test_graph_materialize_all_and_the_evaluation_report(dev, tmp_path):
         page.wait_for_function("img => img.complete", arg=matrix.element_handle())
         assert matrix.evaluate("img => img.naturalWidth") > 0
         page.screenshot(path=tmp_path / "evaluation_report.png")
+        check_mlflow_ui(browser, dev, tmp_path)
         browser.close()
+
+
+def check_mlflow_ui(browser, dev: DagsterDev, tmp_path: Path) -> None:
+    """The README's `mlflow ui` line, run where the data folder is, and its link to the
+    experiment `nova` show the training runs (not MLflow's GenAI overview)."""
+    command = readme_line("uv run mlflow ui")
+    port = free_port()
+    mlflow_ui = [str(Path(sys.executable).with_name("mlflow")), *command[3:]]
+    mlflow_ui[mlflow_ui.index("--port") + 1] = str(port)
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "mlflow_ui.log"
+    # The shell expands the README's $PWD: the folder that holds data/.
+    with process_group(["sh", "-c", " ".join(mlflow_ui)], log, env=dev.env, cwd=dev.root) as ui:
+        wait_until_ready(lambda: urllib.request.urlopen(f"{url}/health"), ui, log, 300)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(readme_runs_link().replace("http://127.0.0.1:5000", url))
+        page.get_by_text(re.compile(r"^nova_model \S+$")).first.wait_for(timeout=60_000)
+        page.screenshot(path=tmp_path / "mlflow_experiment.png")
+        assert not page.get_by_text("Detect Issues").is_visible()
+
+
+def readme_runs_link() -> str:
+    """The README's link to the MLflow UI's page of training runs."""
+    links = re.findall(
+        r"<(http://127\.0\.0\.1:5000/#/experiments/[^>]+)>", (REPO_ROOT / "README.md").read_text()
+    )
+    assert len(links) == 1, links
+    return links[0]
 
 
 SENSOR_STATUS = """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
