@@ -63,24 +63,20 @@ def duration(text: str) -> float:
 
 
 def run_launch() -> dict:
-    """`dg launch --job all_assets` as a user runs it; the environment says on which dump."""
+    """`dg launch --job all_assets` as a user runs it; the environment says on which dump. Its
+    peak RSS is the largest of any of its processes, overall and per step (step_memory.py)."""
+    from benchmarks.step_memory import run_measured
+
     dg_cli = Path(sys.executable).with_name("dg")
-    start = time.perf_counter()
-    out = subprocess.run(
-        [str(dg_cli), "launch", "--job", "all_assets"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - start
-    log = out.stdout + out.stderr
+    out = run_measured([str(dg_cli), "launch", "--job", "all_assets"], REPO_ROOT)
+    log = out.output
     steps = {name: duration(taken) for name, taken in STEP_TIME.findall(log)}
     rate = RATE.search(log)
     return {
         "success": out.returncode == 0 and "RUN_SUCCESS" in log,
-        "seconds": seconds,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "seconds": out.seconds,
+        "peak_rss_mb": out.peak_mib,
+        "step_peak_rss_mb": out.step_peaks_mib,
         "steps": {a: steps.get(a, 0.0) for a in ASSETS},
         "checks_seconds": sum(v for k, v in steps.items() if k not in ASSETS),
         "predictions_per_second": int(rate.group(1).replace(",", "")) if rate else None,
@@ -192,9 +188,16 @@ def measure(rows: int, workdir: Path, seed: int, reference: bool, dump: Path | N
     if not ours["success"]:
         raise RuntimeError(f"dg launch failed at {rows} rows:\n{ours['log_tail']}")
     startup = ours["seconds"] - sum(ours["steps"].values()) - ours["checks_seconds"]
+    peaks = ours["step_peak_rss_mb"]
     for asset, seconds in ours["steps"].items():
-        print(f"  {rows:>9,} {asset:<18} {seconds:8.2f} s", flush=True)
-    print(f"  {rows:>9,} {'checks':<18} {ours['checks_seconds']:8.2f} s", flush=True)
+        peak = peaks.get(asset, 0.0)
+        print(f"  {rows:>9,} {asset:<18} {seconds:8.2f} s {peak:8.0f} MiB peak", flush=True)
+    checks_peak = max((v for k, v in peaks.items() if k not in ASSETS), default=0.0)
+    print(
+        f"  {rows:>9,} {'checks, start-up':<18} {ours['checks_seconds']:8.2f} s "
+        f"{checks_peak:8.0f} MiB peak",
+        flush=True,
+    )
     print(f"  {rows:>9,} {'start-up and rest':<18} {startup:8.2f} s", flush=True)
     print(
         f"  {rows:>9,} {'dg launch':<18} {ours['seconds']:8.2f} s {ours['peak_rss_mb']:8.0f} MB",
@@ -208,6 +211,7 @@ def measure(rows: int, workdir: Path, seed: int, reference: bool, dump: Path | N
         "startup_seconds": startup,
         "total_seconds": ours["seconds"],
         "peak_rss_mb": ours["peak_rss_mb"],
+        "step_peak_rss_mb": peaks,
         "predictions_per_second": ours["predictions_per_second"],
         "evaluation": evaluation_summary(data / "reports" / "evaluation.json"),
     }
