@@ -2,8 +2,9 @@
 
 Ours is what a user types: one `dg launch --job all_assets` from the dump file to predictions
 and drift, in a fresh data dir, timed from the command's start to its end (start-up included),
-its peak RSS the largest of its processes; the per-asset breakdown comes from the run's own
-step timings, and start-up is the rest. The classic reference (pandas `read_csv` in chunks + `DictVectorizer` + `BernoulliNB`, the way
+its peak RSS the largest of its processes, overall and per step (step_memory.py); the per-asset
+breakdown comes from the run's own step timings, and start-up is the rest. The classic
+reference (classic.py: pandas `read_csv` in chunks + `DictVectorizer` + `BernoulliNB`, the way
 this task is usually done) runs on the same dump in its own process. The scaling exponent is
 the slope of log(time) over log(rows). For each size it also prints what the evaluation measured
 on the test split, slice by slice: the model's macro-F1 beside OFF's rules and the reference,
@@ -21,12 +22,10 @@ import json
 import math
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -44,10 +43,6 @@ ASSETS = (
     "nova_drift",
     "nova_predictions",
 )
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 STEP_TIME = re.compile(r'Finished execution of step "([^"]+)" in ([\d.hms ]+)\.')
@@ -81,67 +76,6 @@ def run_launch() -> dict:
         "checks_seconds": sum(v for k, v in steps.items() if k not in ASSETS),
         "predictions_per_second": int(rate.group(1).replace(",", "")) if rate else None,
         "log_tail": "" if out.returncode == 0 else log[-3000:],
-    }
-
-
-def run_reference(dump: str) -> dict:
-    """The classic way: pandas chunks, a dict of tags per product, DictVectorizer, BernoulliNB."""
-    import csv
-
-    import numpy as np
-    import pandas as pd
-    from sklearn.feature_extraction import DictVectorizer
-    from sklearn.naive_bayes import BernoulliNB
-
-    from nova_assets.lib.split import split_of
-
-    start = time.perf_counter()
-    frames = []
-    for chunk in pd.read_csv(
-        dump,
-        sep="\t",
-        quoting=csv.QUOTE_NONE,
-        usecols=["code", "ingredients_tags", "nova_group", "last_modified_t"],
-        dtype=str,
-        chunksize=100_000,
-        on_bad_lines="skip",
-    ):
-        chunk = chunk.dropna(subset=["code", "ingredients_tags"])
-        frames.append(chunk)
-    products = pd.concat(frames, ignore_index=True)
-    products["last_modified_t"] = pd.to_numeric(products["last_modified_t"], errors="coerce")
-    products = products.sort_values("last_modified_t").drop_duplicates("code", keep="last")
-    products["nova_group"] = pd.to_numeric(products["nova_group"], errors="coerce")
-    products.loc[~products["nova_group"].isin([1, 2, 3, 4]), "nova_group"] = np.nan
-    read_seconds = time.perf_counter() - start
-
-    labelled = products[products["nova_group"].notna()]
-    test = labelled["code"].map(split_of) == "test"
-    vectorizer = DictVectorizer()
-    X_train = vectorizer.fit_transform(
-        {tag: 1 for tag in tags.split(",")} for tags in labelled.loc[~test, "ingredients_tags"]
-    )
-    model = BernoulliNB().fit(X_train, labelled.loc[~test, "nova_group"].astype(int))
-    X_test = vectorizer.transform(
-        {tag: 1 for tag in tags.split(",")} for tags in labelled.loc[test, "ingredients_tags"]
-    )
-    accuracy = float((model.predict(X_test) == labelled.loc[test, "nova_group"].astype(int)).mean())
-    unlabelled = products[products["nova_group"].isna()]
-    X_new = vectorizer.transform(
-        {tag: 1 for tag in tags.split(",")} for tags in unlabelled["ingredients_tags"]
-    )
-    predicted = model.predict(X_new)
-    return {
-        "asset": "classic_reference",
-        "success": True,
-        "seconds": time.perf_counter() - start,
-        "read_seconds": read_seconds,
-        "peak_rss_mb": peak_rss_mb(),
-        "metadata": {
-            "products": len(products),
-            "test_accuracy": accuracy,
-            "predictions": len(predicted),
-        },
     }
 
 
@@ -302,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         print("RESULT " + json.dumps(run_launch()))
         return 0
     if args.reference:
-        print("RESULT " + json.dumps(run_reference(args.reference)))
+        from benchmarks.classic import run_classic
+
+        print("RESULT " + json.dumps(run_classic(args.reference)))
         return 0
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="nova-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
