@@ -1,26 +1,32 @@
-"""Benchmark a day of OFF changes: one delta applied against a full refresh on the day-later dump.
+"""Benchmark a day of OFF changes: one delta applied, a full refresh and the classic script on
+the day-later dump, and the JSONL export's ingest beside a bare DuckDB read, in one run.
 
 Setup, not timed, in a process of its own: a generated base dump of ROWS products
 (`generate_dump`), ingested and split, a model fitted on its labelled train rows, and every
 blank product scored, as the graph would leave them; then a day of changes to it
 (`generate_dump.write_delta`): `--share` of the products, `--new-share` of those new codes and
 the rest modified, as OFF's delta file and as the day-later full dump. Then, each in its own
-process (so its peak RSS is its own), on its own copy of that warehouse:
+process, the delta and the full refresh on their own copy of that warehouse:
 
 - delta: the job's lib calls, from the delta file to fresh predictions: `fetch_delta` from the
   folder, then `apply_delta` (upsert, split, the touched codes rescored, recorded) in one
   transaction;
 - full: a full refresh of the same tables on the day-later dump: `ingest_products`,
   `extend_test_split`, `write_predictions` (no retraining: `all_assets` would also rebuild the
-  features and refit the model, so a real full refresh costs more than this).
+  features and refit the model, so a real full refresh costs more than this);
+- classic: the classic script (classic.py, the one bench_pipeline runs) on the day-later dump:
+  pandas reads it, a naive Bayes is trained, every blank product predicted;
+- jsonl_floor and jsonl_ours: bench_ingest's bare `read_json` count and the `products` path on
+  the day-later dump written as OFF's JSONL export (`--no-jsonl` leaves them out).
 
-Both must end with the same `products` and the same predicted groups. Peak RSS is taken when
-the timed work ends (before the checks, which read every row), with the part already reached
-once the model is loaded. Prints a Markdown table
-and a final `BENCH_JSON {...}` line.
+Delta and full must end with the same `products` and the same predictions (checked once their
+processes ended). Seconds are the timed work (the model already loaded, the interpreter
+started); peak RSS is the largest resident set of any process of the path, as GNU
+`time -f %M` reports it (the process's `wait4`), in MiB. Prints a Markdown table, each path's
+time and memory against the full refresh, and a final `BENCH_JSON {...}` line.
 
 Usage: python benchmarks/bench_delta.py [--rows 1000000] [--share 0.01] [--new-share 0.2]
-       [--threads N] [--workdir DIR]
+       [--threads N] [--workdir DIR] [--no-jsonl]
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ import argparse
 import json
 import os
 import pickle
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,12 +49,14 @@ for path in (REPO_ROOT, Path(__file__).resolve().parent):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from bench_ingest import RESULT_PREFIX, _cpu_seconds, _peak_rss_mb, child_result  # noqa: E402
+from bench_ingest import RESULT_PREFIX, _cpu_seconds  # noqa: E402
 from bench_predictions import JSON_PREFIX, MEMORY_LIMIT  # noqa: E402
 
 from nova_assets.lib.warehouse import default_threads  # noqa: E402
 
-METHODS = ("delta", "full")
+METHODS = ("delta", "full", "classic")
+JSONL = ("jsonl_floor", "jsonl_ours")
+"""bench_ingest's floor and ours, on the day-later dump as OFF's JSONL export."""
 KIND = "evidence_logistic_regression"
 TRAIN_ROWS = 200_000
 CONTENT = "SELECT count(*), hash(list(t ORDER BY t)) FROM (SELECT * EXCLUDE (dump_sha256) FROM products) t"
@@ -56,18 +66,30 @@ GROUPS = (
 )
 
 
-def _connect(database: Path, threads: int):
+def _rss_mib() -> float:
+    """This process's peak RSS so far, in MiB (Linux's KiB / 1024, as `time -f %M` / 1024)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _connect(database: Path, threads: int, read_only: bool = False):
     from nova_assets.lib.warehouse import connect
 
     return connect(
-        database, memory_limit=MEMORY_LIMIT, temp_directory=database.parent / "tmp", threads=threads
+        database,
+        read_only=read_only,
+        memory_limit=MEMORY_LIMIT,
+        temp_directory=database.parent / "tmp",
+        threads=threads,
     )
 
 
-def prepare(workdir: Path, rows: int, share: float, new_share: float, threads: int) -> dict:
-    """The base warehouse with its model and predictions, and the day of changes."""
+def prepare(
+    workdir: Path, rows: int, share: float, new_share: float, threads: int, jsonl: bool
+) -> dict:
+    """The base warehouse with its model and predictions, the day of changes, and the day-later
+    dump as OFF's JSONL export if `jsonl`."""
     import numpy as np
-    from generate_dump import generate_dump, write_delta
+    from generate_dump import generate_dump, write_delta, write_jsonl
 
     from nova_assets.lib.dump import Dump
     from nova_assets.lib.features import build_vocabulary, labelled_rows_sql, product_matrix
@@ -97,6 +119,8 @@ def prepare(workdir: Path, rows: int, share: float, new_share: float, threads: i
     new = round(changed * new_share)
     day = write_delta(base, workdir / "day", changed - new, new, seed=2)
     base.unlink()
+    if jsonl:
+        write_jsonl(day.later, workdir / "later.jsonl.gz")
     return {
         "products": stats.products,
         "modified": len(day.modified),
@@ -126,7 +150,7 @@ def run_delta(workdir: Path, threads: int) -> dict[str, Any]:
     from nova_assets.lib.predictions import rescore_codes
 
     pipeline = _pipeline(workdir)
-    loaded = _peak_rss_mb()
+    loaded = _rss_mib()
     database = _fresh_copy(workdir, "delta")
     with _connect(database, threads) as con:
         cpu_started, started = _cpu_seconds(), time.perf_counter()
@@ -134,7 +158,7 @@ def run_delta(workdir: Path, threads: int) -> dict[str, Any]:
         file = fetch_delta(str(workdir / "day"), delta, database.parent / "raw")
         stats = apply_delta(con, file, lambda c, codes: rescore_codes(c, pipeline, 1, codes))
         seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
-        return _measured(con, seconds, cpu, loaded, stats.products, stats.predictions)
+    return _figures(seconds, cpu, loaded, stats.products, stats.predictions)
 
 
 def run_full(workdir: Path, threads: int) -> dict[str, Any]:
@@ -144,7 +168,7 @@ def run_full(workdir: Path, threads: int) -> dict[str, Any]:
     from nova_assets.lib.split import extend_test_split
 
     pipeline = _pipeline(workdir)
-    loaded = _peak_rss_mb()
+    loaded = _rss_mib()
     database = _fresh_copy(workdir, "full")
     later = workdir / "day" / "later.tsv"
     dump = Dump(str(later), "later", later.stat().st_size, str(later), False)
@@ -154,35 +178,77 @@ def run_full(workdir: Path, threads: int) -> dict[str, Any]:
         extend_test_split(con)
         scored = write_predictions(con, pipeline, model_version=1)
         seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
-        return _measured(con, seconds, cpu, loaded, stats.products, scored.rows)
+    return _figures(seconds, cpu, loaded, stats.products, scored.rows)
 
 
-def _measured(
-    con, seconds: float, cpu: float, loaded: float, products: int, predictions: int
+def run_classic(workdir: Path, threads: int) -> dict[str, Any]:
+    """classic.py on the day-later dump; it holds its products and predictions, writes none."""
+    import pandas  # noqa: F401 - imported before the CPU clock starts, as the script's own timer
+    import sklearn.naive_bayes  # noqa: F401
+    from classic import run_classic as classic
+
+    cpu_started = _cpu_seconds()
+    result = classic(str(workdir / "day" / "later.tsv"))
+    facts = result["metadata"]
+    return {
+        "seconds": result["seconds"],
+        "cpu_seconds": _cpu_seconds() - cpu_started,
+        "model_loaded_rss_mb": None,
+        "products_written": facts["products"],
+        "predictions_written": facts["predictions"],
+    }
+
+
+def _figures(
+    seconds: float, cpu: float, loaded: float, products: int, predictions: int
 ) -> dict[str, Any]:
-    """A path's figures, its peak RSS taken before the checks, which read every row."""
-    peak = _peak_rss_mb()
-    content, groups = con.execute(CONTENT).fetchone(), con.execute(GROUPS).fetchone()
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,
         "model_loaded_rss_mb": loaded,
-        "peak_rss_mb": peak,
         "products_written": products,
         "predictions_written": predictions,
-        "products_hash": list(content),
-        "groups_hash": list(groups),
     }
 
 
-RUNNERS = {"delta": run_delta, "full": run_full}
+def tables_hash(workdir: Path, method: str, threads: int) -> tuple[list, list]:
+    """What a path left in its warehouse, read after its process ended: its products (all
+    columns but `dump_sha256`) and its predictions (code, group, probability)."""
+    with _connect(workdir / method / "warehouse.duckdb", threads, read_only=True) as con:
+        return list(con.execute(CONTENT).fetchone()), list(con.execute(GROUPS).fetchone())
+
+
+def measured_child(name: str, command: list[str]) -> dict[str, Any]:
+    """Run a child to its end; what it printed last, with the largest resident set of it and
+    any process it waited for (`wait4`, what GNU `time -f %M` reports) and its whole time."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        lines = [line for line in out.read().splitlines() if line.startswith(RESULT_PREFIX)]
+        if process.returncode != 0 or not lines:
+            raise RuntimeError(f"{name} failed (exit {process.returncode}):\n{err.read()[-4000:]}")
+    result = json.loads(lines[-1][len(RESULT_PREFIX) :])
+    result["process_seconds"] = seconds
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    return result
+
+
+RUNNERS = {"delta": run_delta, "full": run_full, "classic": run_classic}
 
 
 def format_table(report: dict[str, Any]) -> str:
-    headers = ["path", "products written", "predictions written", "seconds", "CPU s"]
-    headers += ["peak RSS MB", "of which model loaded MB"]
+    """The three paths, with their time and peak memory against the full refresh's."""
+    full = report["methods"]["full"]
+    headers = ["path", "products", "predictions", "seconds", "CPU s", "process s"]
+    headers += ["peak RSS MiB", "model loaded MiB", "full / this, time", "this / full, memory"]
     rows = [headers, ["---"] * len(headers)]
     for method, r in report["methods"].items():
+        loaded = r["model_loaded_rss_mb"]
         rows.append(
             [
                 method,
@@ -190,35 +256,74 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{r['predictions_written']:,}",
                 f"{r['seconds']:.2f}",
                 f"{r['cpu_seconds']:.2f}",
-                f"{r['peak_rss_mb']:.0f}",
-                f"{r['model_loaded_rss_mb']:.0f}",
+                f"{r['process_seconds']:.2f}",
+                f"{r['peak_rss_mb']:,.0f}",
+                "" if loaded is None else f"{loaded:,.0f}",
+                f"{full['seconds'] / r['seconds']:.2f}",
+                f"{r['peak_rss_mb'] / full['peak_rss_mb']:.2f}",
             ]
         )
+    return _markdown(rows)
+
+
+def format_jsonl(report: dict[str, Any]) -> str:
+    """The JSONL export's ingest beside a bare DuckDB read of the same file."""
+    headers = ["JSONL export", "documents", "seconds", "CPU s", "rows/s", "peak RSS MiB"]
+    rows = [headers, ["---"] * len(headers)]
+    for method, r in report["jsonl"].items():
+        rows.append(
+            [
+                method,
+                f"{r['lines']:,}",
+                f"{r['seconds']:.2f}",
+                f"{r['cpu_seconds']:.2f}",
+                f"{r['lines'] / r['seconds']:,.0f}",
+                f"{r['peak_rss_mb']:,.0f}",
+            ]
+        )
+    return _markdown(rows)
+
+
+def _markdown(rows: list[list[str]]) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-def benchmark(rows: int, share: float, new_share: float, threads: int, workdir: Path) -> dict:
+def benchmark(
+    rows: int, share: float, new_share: float, threads: int, workdir: Path, jsonl: bool
+) -> dict:
     options = ["--rows", str(rows), "--share", str(share), "--new-share", str(new_share)]
     options += ["--threads", str(threads), "--workdir", str(workdir)]
+    options += [] if jsonl else ["--no-jsonl"]
     script = str(Path(__file__).resolve())
     print("preparing base warehouse, model and delta ...", file=sys.stderr, flush=True)
-    prepared = child_result("prepare", [sys.executable, script, *options, "--child", "prepare"])
+    prepared = measured_child("prepare", [sys.executable, script, *options, "--child", "prepare"])
     methods = {}
     for method in METHODS:
         print(f"running {method} ...", file=sys.stderr, flush=True)
-        methods[method] = child_result(
-            method, [sys.executable, script, *options, "--child", method]
-        )
-    delta, full = methods["delta"], methods["full"]
+        command = [sys.executable, script, *options, "--child", method]
+        methods[method] = measured_child(method, command)
+    products = {m: tables_hash(workdir, m, threads) for m in ("delta", "full")}
+    ingests = {}
+    if jsonl:
+        bench_ingest = str(Path(__file__).resolve().with_name("bench_ingest.py"))
+        for method, child in zip(JSONL, ("floor", "ours"), strict=True):
+            print(f"running {method} ...", file=sys.stderr, flush=True)
+            command = [sys.executable, bench_ingest, str(workdir / "later.jsonl.gz")]
+            command += ["--memory-limit", MEMORY_LIMIT, "--threads", str(threads)]
+            command += ["--child", child, "--workdir", str(workdir / method)]
+            ingests[method] = measured_child(method, command)
+    delta, full = products["delta"], products["full"]
     return {
         "rows": rows,
         "threads": threads,
         "cpus": os.cpu_count(),
-        **prepared,
+        **{k: v for k, v in prepared.items() if k not in ("process_seconds", "peak_rss_mb")},
         "methods": methods,
-        "same_products": delta["products_hash"] == full["products_hash"],
-        "same_predictions": delta["groups_hash"] == full["groups_hash"],
-        "full_vs_delta_speedup": full["seconds"] / delta["seconds"],
+        "jsonl": ingests,
+        "same_products": delta[0] == full[0],
+        "same_predictions": delta[1] == full[1],
+        "full_vs_delta_speedup": methods["full"]["seconds"] / methods["delta"]["seconds"],
+        "classic_vs_delta_speedup": methods["classic"]["seconds"] / methods["delta"]["seconds"],
     }
 
 
@@ -230,34 +335,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-share", type=float, default=0.2, help="share of changes new")
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (all CPUs)")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (kept)")
+    parser.add_argument("--no-jsonl", action="store_true", help="leave out the JSONL ingest")
     parser.add_argument("--child", choices=("prepare", *METHODS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     threads = args.threads or default_threads()
     if args.child:
         if args.child == "prepare":
-            result = prepare(args.workdir, args.rows, args.share, args.new_share, threads)
+            result = prepare(
+                args.workdir, args.rows, args.share, args.new_share, threads, not args.no_jsonl
+            )
         else:
             result = RUNNERS[args.child](args.workdir, threads)
-        result.setdefault("peak_rss_mb", _peak_rss_mb())
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_delta_"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        report = benchmark(args.rows, args.share, args.new_share, threads, workdir.resolve())
+        report = benchmark(
+            args.rows, args.share, args.new_share, threads, workdir.resolve(), not args.no_jsonl
+        )
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     print(
         f"base {report['products']:,} products; delta {report['delta']} "
         f"({report['delta_bytes']:,} bytes): {report['modified']:,} modified, "
-        f"{report['new']:,} new; threads={threads}"
+        f"{report['new']:,} new; day-later dump {report['later_bytes']:,} bytes; "
+        f"threads={threads}"
     )
     print(format_table(report))
-    print(f"full refresh / delta: {report['full_vs_delta_speedup']:.1f}x")
+    print(
+        f"full refresh / delta: {report['full_vs_delta_speedup']:.1f}x; "
+        f"classic / delta: {report['classic_vs_delta_speedup']:.1f}x"
+    )
     print(
         f"same products: {report['same_products']}; same predictions: {report['same_predictions']}"
     )
+    if report["jsonl"]:
+        print(format_jsonl(report))
+        floor, ours = report["jsonl"]["jsonl_floor"], report["jsonl"]["jsonl_ours"]
+        print(f"JSONL ingest / bare read_json: {ours['seconds'] / floor['seconds']:.1f}x the time")
     print(JSON_PREFIX + json.dumps(report, sort_keys=True))
     return 0
 
