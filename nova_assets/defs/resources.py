@@ -206,9 +206,10 @@ class DumpSource(RunLocked, ObjectStoreCopies):
         return store.put_file(Path(dump.path), f"raw/{Path(dump.path).name}")
 
 
-class DeltaSource(RunLocked):
+class DeltaSource(RunLocked, ObjectStoreCopies):
     """OFF's daily deltas (`NOVA_DELTA_URL`: an `index.txt` URL or a local folder; "" for none)
-    and `raw_dir`, where each is brought in before it is applied (lib/deltas.py)."""
+    and `raw_dir`, where each is brought in before it is applied (lib/deltas.py), and copied to
+    the object store, if any, as dumps are."""
 
     url: str = ""
     raw_dir: str
@@ -230,6 +231,15 @@ class DeltaSource(RunLocked):
             retry_delay=self.retry_delay,
             timeout=self.timeout,
         )
+
+    def archive(self, file: DeltaFile) -> str:
+        """Copy the delta to the object store's `raw/deltas/`, under OFF's name (once: an object
+        of its size is kept); its URI there, or "" without an object store. OFF keeps about 14
+        days of deltas: the store keeps them all."""
+        store = self.copies()
+        if store is None:
+            return ""
+        return store.put_file(Path(file.path), f"raw/deltas/{file.delta.name}")
 
 
 class MlflowStore(RunLocked):
@@ -330,6 +340,7 @@ def resources() -> dg.Definitions:
                 url=_setting("NOVA_DELTA_URL", ""),
                 raw_dir=str(paths.raw_deltas),
                 run_lock=lock,
+                **copies,
             ),
             "model_cluster": ModelCluster(ray_address=_setting("RAY_ADDRESS", "")),
             "mlflow_store": MlflowStore(

@@ -35,7 +35,9 @@ def _champion_rescorer(mlflow_store: MlflowStore) -> tuple[Rescorer, str]:
     return (lambda con, codes: rescore_codes(con, pipeline, version, codes)), str(version)
 
 
-def _observations(stats: DeltaStats, model_version: str) -> list[dg.AssetObservation]:
+def _observations(
+    stats: DeltaStats, model_version: str, archived: str
+) -> list[dg.AssetObservation]:
     """What one delta did, on the assets it changed in place (not materializations: the model
     and features follow full dumps only)."""
     common = {"delta": stats.name, "as_of": utc(stats.as_of)}
@@ -48,6 +50,7 @@ def _observations(stats: DeltaStats, model_version: str) -> list[dg.AssetObserva
                 "upserted": stats.products,
                 "new_products": stats.new_products,
                 "stale_documents": stats.stale_documents,
+                "archived": archived,
             },
         ),
         dg.AssetObservation(
@@ -63,7 +66,8 @@ def _observations(stats: DeltaStats, model_version: str) -> list[dg.AssetObserva
     "oldest first, each exactly once and whole: products upserted by code, new codes split, "
     "their predictions recomputed by the champion, the served copy swapped once per delta. "
     "Fails, applying nothing, when the tables are older than every delta listed (take the full "
-    "export), and stops at the first bad delta.",
+    "export), and stops at the first bad delta. Each delta brought in is copied to "
+    "NOVA_OBJECT_STORE's raw/deltas/, if set.",
 )
 def apply_new_deltas(
     context: dg.OpExecutionContext,
@@ -88,9 +92,11 @@ def apply_new_deltas(
         rescore, version = _champion_rescorer(mlflow_store)
         for delta in chosen:
             file = delta_source.fetch(delta, log=context.log.info)
+            # Archived before it is applied, as off_dump archives a dump before products takes it.
+            archived = delta_source.archive(file)
             with warehouse.connect(publish=PUBLISHED) as con:
                 stats = apply_delta(con, file, rescore)
-            for observation in _observations(stats, version):
+            for observation in _observations(stats, version, archived):
                 context.log_event(observation)
             context.log.info(
                 f"applied {stats.name}: {stats.products:,} products upserted "
