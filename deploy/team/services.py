@@ -1,7 +1,7 @@
 """The team profile on one machine: every service on 127.0.0.1, each with its data under one
 folder, started and stopped by PID (what each service is, and its settings: settings.py).
 
-    python deploy/team/services.py up [--dir DIR] [--ports-from N] [--ray-cpus N]
+    python deploy/team/services.py up [--dir DIR] [--ports-from N] [--ray-cpus N] [--delta-url U]
     python deploy/team/services.py down|status [--dir DIR]
     python deploy/team/services.py stop|start SERVICE [--dir DIR]
 
@@ -289,10 +289,17 @@ def main(argv: list[str] | None = None) -> int:
         "--ports-from", type=int, help=f"first of eight ports (default {DEFAULT_PORTS_FROM})"
     )
     parser.add_argument("--ray-cpus", type=int, default=0, help="the Ray head's cores")
+    parser.add_argument(
+        "--delta-url",
+        help="NOVA_DELTA_URL for the services: OFF's delta index.txt URL or a folder (up; kept)",
+    )
     args = parser.parse_args(argv)
     if (args.action in ("start", "stop")) != bool(args.service):
         parser.error("start and stop take one SERVICE; up, down and status take none")
-    profile = load_profile(Path(args.dir).resolve(), args.ports_from, args.ray_cpus)
+    delta_url = args.delta_url
+    if delta_url and "://" not in delta_url:
+        delta_url = str(Path(delta_url).expanduser().resolve())  # the services' cwd is the repo
+    profile = load_profile(Path(args.dir).resolve(), args.ports_from, args.ray_cpus, delta_url)
     try:
         if args.action == "up":
             for service, seconds in up(profile).items():

@@ -46,6 +46,8 @@ class Profile:
     root: Path
     ports_from: int = DEFAULT_PORTS_FROM
     ray_cpus: int = 0
+    delta_url: str = ""
+    """OFF's deltas for the daemon's `new_delta_sensor` and `apply_deltas` (NOVA_DELTA_URL)."""
 
     def port(self, service: str) -> int:
         return self.ports_from + PORTS[service]
@@ -101,6 +103,7 @@ class Profile:
             "NOVA_OBJECT_STORE": self.object_store,
             "AWS_ENDPOINT_URL": self.url("s3"),
             **CREDENTIALS,
+            **({"NOVA_DELTA_URL": self.delta_url} if self.delta_url else {}),
         }
 
 
@@ -226,15 +229,21 @@ def free_ports(count: int) -> int:
 
 
 def save_profile(profile: Profile) -> None:
-    """Remember the ports `up` used, for `down`, `status` and the tests."""
-    (profile.root / "ports.json").write_text(json.dumps({"ports_from": profile.ports_from}))
+    """Remember the ports and the delta URL `up` used, for `down`, `status`, `start` and the
+    tests."""
+    saved = {"ports_from": profile.ports_from, "delta_url": profile.delta_url}
+    (profile.root / "ports.json").write_text(json.dumps(saved))
 
 
-def load_profile(root: Path, ports_from: int | None, ray_cpus: int = 0) -> Profile:
-    """The profile in `root`: its ports are the ones it was brought up with, unless given."""
-    saved = root / "ports.json"
+def load_profile(
+    root: Path, ports_from: int | None, ray_cpus: int = 0, delta_url: str | None = None
+) -> Profile:
+    """The profile in `root`: its ports and delta URL are the ones it was brought up with,
+    unless given."""
+    path = root / "ports.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
     if ports_from is None:
-        ports_from = (
-            json.loads(saved.read_text())["ports_from"] if saved.exists() else DEFAULT_PORTS_FROM
-        )
-    return Profile(root=root, ports_from=ports_from, ray_cpus=ray_cpus)
+        ports_from = saved.get("ports_from", DEFAULT_PORTS_FROM)
+    if delta_url is None:
+        delta_url = saved.get("delta_url", "")
+    return Profile(root=root, ports_from=ports_from, ray_cpus=ray_cpus, delta_url=delta_url)

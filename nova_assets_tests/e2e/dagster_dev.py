@@ -71,12 +71,32 @@ class DagsterUI:
     def tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
 
-    def launch(self, assets: list[str]) -> str:
-        """Launch a run of `assets` the way the UI's Materialize button does; its run id."""
-        location = self.graphql(
+    def location(self) -> str:
+        data = self.graphql(
             "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
         )
-        name = location["workspaceOrError"]["locationEntries"][0]["name"]
+        return data["workspaceOrError"]["locationEntries"][0]["name"]
+
+    def start_sensor(self, sensor: str) -> None:
+        """Turn `sensor` on, as its toggle in the UI does."""
+        data = self.graphql(
+            """mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) {
+                 __typename ... on Sensor { sensorState { status } } ... on PythonError { message }
+               } }""",
+            {
+                "selector": {
+                    "repositoryLocationName": self.location(),
+                    "repositoryName": "__repository__",
+                    "sensorName": sensor,
+                }
+            },
+        )["startSensor"]
+        if data["__typename"] != "Sensor" or data["sensorState"]["status"] != "RUNNING":
+            raise RuntimeError(f"starting {sensor} failed: {data}")
+
+    def launch(self, assets: list[str]) -> str:
+        """Launch a run of `assets` the way the UI's Materialize button does; its run id."""
+        name = self.location()
         data = self.graphql(
             """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
                  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",

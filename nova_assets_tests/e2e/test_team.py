@@ -29,7 +29,7 @@ from nova_assets.published import connect
 from nova_assets_tests.e2e.dagster_dev import DagsterUI, settled
 
 sys.path.insert(0, str(REPO_ROOT))
-from benchmarks.generate_dump import generate_dump  # noqa: E402
+from benchmarks.generate_dump import generate_dump, write_delta  # noqa: E402
 from deploy.team.services import forget_lost_state, session_members  # noqa: E402
 from deploy.team.settings import (  # noqa: E402
     OWN_SETTINGS,
@@ -93,6 +93,8 @@ def team():
     clean["NOVA_SENSOR_SECONDS"] = "3"
     ports_from = free_ports(8)
     up = [str(TEAM / "up"), "--dir", str(root), "--ports-from", str(ports_from), "--ray-cpus", "2"]
+    (base / "deltas").mkdir()  # OFF's delta folder, empty until a test publishes one
+    up += ["--delta-url", str(base / "deltas")]
     try:
         started = subprocess.run(up, env=clean, capture_output=True, text=True, timeout=300)
         assert started.returncode == 0, started.stdout + started.stderr
@@ -262,6 +264,62 @@ def test_runs_launched_together_from_the_ui_wait_in_the_queue(team):
         (_, first, _, first_end), (_, second, second_start, _) = cursor.fetchall()
     assert first == second == "SUCCESS"
     assert second_start >= first_end  # max_concurrent_runs 1: the second waited in the queue
+
+
+def test_a_delta_is_archived_in_the_object_store_and_applied_by_the_daemon(team, tmp_path):
+    ui = team.ui
+    ui.wait_until(lambda: settled(ui, 1), 420, "the dump to flow to nova_predictions")
+    data = Path(team.env["NOVA_DATA_DIR"])
+    accepted = json.loads((data / "raw" / "latest.json").read_text())
+    day = write_delta(Path(accepted["path"]), tmp_path / "day", 40, 20, seed=7)
+    store = team.store()
+    with connect(store.url, store.endpoint_url) as reader:
+        products = reader.execute("SELECT count(*) FROM products").fetchone()[0]
+    runs_before = {r["runId"] for r in ui.runs()}
+
+    # The sensor turned on as a user does once the full export is in, then OFF publishes a day.
+    ui.start_sensor("new_delta_sensor")
+    folder = Path(team.env["NOVA_DELTA_URL"])
+    shutil.copy(day.delta, folder / ".incoming")
+    (folder / ".incoming").rename(folder / day.delta.name)
+
+    def delta_runs() -> list[dict]:
+        return [
+            r
+            for r in ui.runs()
+            if r["runId"] not in runs_before
+            and {"key": "nova/delta", "value": day.delta.name} in r["tags"]
+        ]
+
+    ui.wait_until(
+        lambda: [r["status"] for r in delta_runs()] in (["SUCCESS"], ["FAILURE"]),
+        300,
+        "the daemon to apply the delta",
+    )
+    assert [r["status"] for r in delta_runs()] == ["SUCCESS"], ui.tail()
+
+    # Archived under OFF's name, byte for byte, and applied: readers of the store see the day.
+    assert store.get_bytes(f"raw/deltas/{day.delta.name}") == day.delta.read_bytes()
+    with connect(store.url, store.endpoint_url) as reader:
+        assert reader.execute("SELECT name FROM deltas").fetchall() == [(day.delta.name,)]
+        assert reader.execute("SELECT count(*) FROM products").fetchone() == (
+            products + len(day.new),
+        )
+        touched = day.modified + day.new
+        renamed = reader.execute(
+            "SELECT count(*) FROM products WHERE code IN (SELECT unnest(?)) "
+            "AND product_name LIKE '%(new recipe)'",
+            [touched],
+        ).fetchone()
+        assert renamed == (len(touched),)
+        blank_new = reader.execute(
+            "SELECT code FROM products WHERE code IN (SELECT unnest(?)) AND nova_group IS NULL",
+            [day.new],
+        ).fetchall()
+        predicted_new = reader.execute(
+            "SELECT code FROM nova_predictions WHERE code IN (SELECT unnest(?))", [day.new]
+        ).fetchall()
+    assert predicted_new and set(predicted_new) <= set(blank_new)
 
 
 def test_down_stops_every_service(team):
