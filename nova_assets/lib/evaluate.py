@@ -52,6 +52,12 @@ class SliceRun:
     answers: dict[str, Answers]
 
 
+KEPT_RUNS = ("as_is", "no_ingredients")
+"""The slices whose rows and answers the report reads again (breakdowns, misclassified
+examples): every other slice's copy of the test products is let go once scored, so the step
+holds two copies at most, not one per slice."""
+
+
 @dataclass(frozen=True)
 class Contender:
     """A fitted model to evaluate, under the key it has in the report."""
@@ -127,7 +133,7 @@ def evaluate_slices(
     and the model's reliability bins. `matrices` holds each contender's test products in its own
     vocabulary (by key); their rows must line up.
 
-    Returns (slices, bootstrap settings, each slice's rows and answers).
+    Returns (slices, bootstrap settings, the rows and answers of the KEPT_RUNS slices).
     """
     for matrix in matrices.values():
         matrix.name_vectors()  # once, before the slices copy the matrices
@@ -135,7 +141,13 @@ def evaluate_slices(
     runs: dict[str, SliceRun] = {}
     settings: dict[str, Any] = {}
     for name, spec in SLICES.items():
-        masked = {key: slice_rows(m, name) for key, m in matrices.items()}
+        # Contenders of one vocabulary share their test matrix, so one copy of its slice.
+        sliced: dict[int, ProductMatrix] = {}
+        masked: dict[str, ProductMatrix] = {}
+        for key, matrix in matrices.items():
+            if id(matrix) not in sliced:
+                sliced[id(matrix)] = slice_rows(matrix, name)
+            masked[key] = sliced[id(matrix)]
         rows = masked[contenders[0].key]
         y = rows.labels
         answers = {c.key: model_answers(c.pipeline, masked[c.key]) for c in contenders}
@@ -153,7 +165,8 @@ def evaluate_slices(
             vars(b) for b in metrics.reliability(model.probability, model.groups == y)
         ]
         results[name] = entry
-        runs[name] = SliceRun(rows, answers)
+        if name in KEPT_RUNS:
+            runs[name] = SliceRun(rows, answers)
         if boot:
             settings = {k: boot[k] for k in ("method", "resamples", "seed", "level")}
     return results, settings, runs
@@ -290,6 +303,6 @@ def build_report(
     }
     report["misclassified"] = {
         name: misclassified(con, runs[name].rows, runs[name].answers[model.key], classifier)
-        for name in ("as_is", "no_ingredients")
+        for name in KEPT_RUNS
     }
     return report

@@ -104,7 +104,7 @@ def evaluation_report(
     test = ProductMatrix.load(features / "test.npz")
     if len(test) == 0:
         raise ValueError("the test split has no labelled product: cannot evaluate")
-    majority = majority_baseline(ProductMatrix.load(features / "train.npz").labels)
+    majority = majority_baseline(ProductMatrix.load_labels(features / "train.npz"))
     contenders, skipped = _contenders(mlflow_store, version, beside)
     with warehouse.connect(read_only=True) as con:
         matrices = {c.key: in_vocabulary(con, c.pipeline, test) for c in contenders}
