@@ -50,9 +50,9 @@ for path in (REPO_ROOT, Path(__file__).resolve().parent):
         sys.path.insert(0, str(path))
 
 from bench_ingest import RESULT_PREFIX, _cpu_seconds  # noqa: E402
-from bench_predictions import JSON_PREFIX, MEMORY_LIMIT  # noqa: E402
+from bench_predictions import JSON_PREFIX  # noqa: E402
 
-from nova_assets.lib.warehouse import default_threads  # noqa: E402
+from nova_assets.lib.warehouse import MEMORY_LIMIT, default_threads  # noqa: E402
 
 METHODS = ("delta", "full", "classic")
 JSONL = ("jsonl_floor", "jsonl_ours")

@@ -13,7 +13,7 @@ each in a fresh subprocess so its peak RSS is its own:
 Prints one table, the ratios (goal: ours reaches at least half the floor's throughput) and a
 final `BENCH_JSON {...}` line for pasting results into docs/performance.md.
 
-Usage: python benchmarks/bench_ingest.py DUMP [--memory-limit 4GB] [--threads N] [--skip-pandas]
+Usage: python benchmarks/bench_ingest.py DUMP [--memory-limit 1536MB] [--threads N] [--skip-pandas]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from nova_assets.lib.warehouse import default_threads  # noqa: E402
+from nova_assets.lib.warehouse import MEMORY_LIMIT, default_threads  # noqa: E402
 
 METHODS = ("floor", "ours", "reference")
 REFERENCE_COLUMNS = (
@@ -441,7 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "dump", type=Path, help="OFF TSV dump (plain or .gz), Parquet export or JSONL export"
     )
-    parser.add_argument("--memory-limit", default="4GB", help="DuckDB memory_limit")
+    parser.add_argument(
+        "--memory-limit", default=MEMORY_LIMIT, help="DuckDB memory_limit (the platform's)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (all CPUs)")
     parser.add_argument("--skip-pandas", action="store_true", help="leave out the reference")
     parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)

@@ -103,7 +103,7 @@ class Warehouse(RunLocked, ObjectStoreCopies):
     path: str
     temp_directory: str
     serving_dir: str = ""
-    memory_limit: str = "4GB"
+    memory_limit: str = wh.MEMORY_LIMIT
     threads: int = 0
 
     @contextmanager

@@ -22,6 +22,13 @@ class DiskFullError(OSError):
     """The warehouse's device is full: the step failed, its transaction undone."""
 
 
+MEMORY_LIMIT = "1536MB"
+"""DuckDB's memory_limit for every step. DuckDB fills its memory up to the limit (caches,
+staging, hash tables) before it spills to the temp directory, so the limit is what a step
+holds at scale: ingesting 4.5 M rows (12.9 GB TSV) peaks at 3.1 GB with 4GB and at 2.1 GB with
+this, in the same CPU time; at 2 M rows a limit of 600MB makes it three times slower."""
+
+
 def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
@@ -31,7 +38,7 @@ def connect(
     path: Path,
     *,
     read_only: bool = False,
-    memory_limit: str = "4GB",
+    memory_limit: str = MEMORY_LIMIT,
     temp_directory: Path | None = None,
     threads: int | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
