@@ -97,29 +97,33 @@ class Warehouse(RunLocked, ObjectStoreCopies):
     a step only reads, and fail at once with a clear message if another process holds the file.
 
     `serving_dir` holds the published read-only copy users query (default: `serving/` beside
-    the warehouse file).
+    the warehouse file). `memory_limit` is DuckDB's where a step builds tables from the dump,
+    `scan_memory_limit` where it reads them into Python (warehouse.MEMORY_LIMIT and
+    SCAN_MEMORY_LIMIT say why).
     """
 
     path: str
     temp_directory: str
     serving_dir: str = ""
     memory_limit: str = wh.MEMORY_LIMIT
+    scan_memory_limit: str = wh.SCAN_MEMORY_LIMIT
     threads: int = 0
 
     @contextmanager
     def connect(
-        self, read_only: bool = False, publish: Sequence[str] = ()
+        self, read_only: bool = False, publish: Sequence[str] = (), scan: bool = False
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection; when the block ends without an error, `publish` tables are copied to
         the served catalog from the same connection, so users never see a failed step's data,
-        and then to the object store, if any.
+        and then to the object store, if any. `scan`: the step reads the tables into Python
+        (matrices, scores), so DuckDB gets `scan_memory_limit`.
         """
         if publish and read_only:
             raise ValueError("publish needs a read-write connection")
         with wh.connect(
             Path(self.path),
             read_only=read_only,
-            memory_limit=self.memory_limit,
+            memory_limit=self.scan_memory_limit if scan else self.memory_limit,
             temp_directory=Path(self.temp_directory),
             threads=self.threads or None,
         ) as con:

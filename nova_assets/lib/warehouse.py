@@ -29,6 +29,13 @@ holds at scale: ingesting 4.5 M rows (12.9 GB TSV) peaks at 3.1 GB with 4GB and 
 this, in the same CPU time; at 2 M rows a limit of 600MB makes it three times slower."""
 
 
+SCAN_MEMORY_LIMIT = "512MB"
+"""DuckDB's memory_limit where a step reads the tables into Python (features, evaluation,
+scoring): there the rows' arrays are the step's memory, and whatever DuckDB caches of the
+table comes on top of them. Building the 2 M-row dump's matrices peaks at 1.17 GB with
+MEMORY_LIMIT and at 1.03 GB with this."""
+
+
 def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 

@@ -87,7 +87,7 @@ def nova_drift(
         uri = f"models:/{MODEL_NAME}/{version.version}"
         return dr.Champion(str(version.version), mlflow_store.pipeline(uri))
 
-    with warehouse.connect(publish=["nova_drift"]) as con:
+    with warehouse.connect(publish=["nova_drift"], scan=True) as con:
         drift = dr.update_drift(con, min_count=config.min_count, champion=champion)
         builds.record(con, "nova_drift", build)
         past = history(con)

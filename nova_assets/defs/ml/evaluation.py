@@ -106,7 +106,7 @@ def evaluation_report(
         raise ValueError("the test split has no labelled product: cannot evaluate")
     majority = majority_baseline(ProductMatrix.load_labels(features / "train.npz"))
     contenders, skipped = _contenders(mlflow_store, version, beside)
-    with warehouse.connect(read_only=True) as con:
+    with warehouse.connect(read_only=True, scan=True) as con:
         matrices = {c.key: in_vocabulary(con, c.pipeline, test) for c in contenders}
         report = build_report(contenders, matrices, majority, manifest["slice_weights"], con)
     report.update(dump_sha256=version.tags.get("dump_sha256", ""), champion_skipped=skipped)

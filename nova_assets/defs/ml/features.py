@@ -67,7 +67,7 @@ def feature_matrix(
         (directory / name).exists() for name in FILES
     ):
         return unchanged("features of this dump with these settings, by this code", version)
-    with warehouse.connect(publish=["feature_vocabulary"]) as con:
+    with warehouse.connect(publish=["feature_vocabulary"], scan=True) as con:
         data = training_data(con, config.min_count, REAL_PRODUCTS if corpus else None)
     features, train, test, unlabelled = data.features, data.train, data.test, data.unlabelled
     real_rows = int(train.corpus.sum())

@@ -43,7 +43,7 @@ def nova_predictions(
     # By version, not by alias: the rows must carry the version that really scored them, even
     # if someone moves the alias meanwhile.
     pipeline = mlflow_store.pipeline(f"models:/{MODEL_NAME}/{champion.version}")
-    with warehouse.connect(publish=["nova_predictions"]) as con:
+    with warehouse.connect(publish=["nova_predictions"], scan=True) as con:
         stats = write_predictions(con, pipeline, int(champion.version))
         builds.record(con, "nova_predictions", build)
         coverage = coverage_by_reason(con)
