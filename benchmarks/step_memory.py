@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import subprocess
 import threading
 import time
@@ -115,13 +114,17 @@ def run_measured(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    while process.poll() is None:
+    while True:
         peaks.sample()
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            break
         time.sleep(interval)
     reader.join()
     seconds = time.perf_counter() - started
-    # What ended before a read (and so was never reset) is in the children's figure.
-    waited = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # A worker that ended between two reads is in its parent's figure for waited children.
+    waited = usage.ru_maxrss / 1024
     return Measured(
         process.returncode,
         seconds,
