@@ -316,7 +316,6 @@ def benchmark(
         print(f"running {method} ...", file=sys.stderr, flush=True)
         command = [sys.executable, script, *options, "--child", method]
         methods[method] = measured_child(method, command)
-    products = {m: tables_hash(workdir, m, threads) for m in ("delta", "full")}
     ingests = {}
     if jsonl:
         bench_ingest = str(Path(__file__).resolve().with_name("bench_ingest.py"))
@@ -326,6 +325,9 @@ def benchmark(
             command += ["--memory-limit", MEMORY_LIMIT, "--threads", str(threads)]
             command += ["--child", child, "--workdir", str(workdir / method)]
             ingests[method] = measured_child(method, command)
+    # Checked once every measured child ended: a child's wait4 figure counts the memory of this
+    # process it was forked from, and hashing every row here takes gigabytes.
+    products = {m: tables_hash(workdir, m, threads) for m in ("delta", "full")}
     delta, full = products["delta"], products["full"]
     return {
         "rows": rows,
