@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from contextlib import suppress
@@ -87,13 +89,51 @@ class Measured:
     step_peaks_mib: dict[str, float]
 
 
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+"""Runs the command as its own child and writes that child's `wait4` peak (KiB) to a file, as
+GNU `time` does. A child's `wait4` figure counts the memory of the process it was forked from
+(with `vfork`, that process's own peak): from the caller, which may have held gigabytes, it
+would be the caller's; from this small launcher it is the command's."""
+
+
 def run_measured(
     command: list[str], cwd: Path, env: dict[str, str] | None = None, interval: float = 0.1
 ) -> Measured:
     """Run `command` to its end (stdout and stderr merged), its peak memory per step."""
     started = time.perf_counter()
-    process = subprocess.Popen(
-        command,
+    with tempfile.NamedTemporaryFile("r", suffix=".maxrss") as waited_file:
+        process = _start(command, cwd, env, waited_file.name)
+        peaks, lines = _follow(process, interval)
+        # A worker that ended between two reads is in its parent's figure for waited children.
+        waited = int(waited_file.read() or 0) / 1024
+    seconds = time.perf_counter() - started
+    return Measured(
+        process.returncode,
+        seconds,
+        "".join(lines),
+        max([waited, *peaks.peaks.values()]),
+        peaks.peaks,
+    )
+
+
+def _start(
+    command: list[str], cwd: Path, env: dict[str, str] | None, waited_file: str
+) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, waited_file, *command],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -102,6 +142,10 @@ def run_measured(
         errors="replace",
         start_new_session=True,
     )
+
+
+def _follow(process: subprocess.Popen, interval: float) -> tuple[StepPeaks, list[str]]:
+    """Read the output as it comes and the session's marks every `interval`, to the end."""
     peaks = StepPeaks(process.pid)
     lines: list[str] = []
 
@@ -116,28 +160,17 @@ def run_measured(
     reader.start()
     while True:
         peaks.sample()
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        pid, status = os.waitpid(process.pid, os.WNOHANG)
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)
             break
         time.sleep(interval)
     reader.join()
-    seconds = time.perf_counter() - started
-    # A worker that ended between two reads is in its parent's figure for waited children.
-    waited = usage.ru_maxrss / 1024
-    return Measured(
-        process.returncode,
-        seconds,
-        "".join(lines),
-        max([waited, *peaks.peaks.values()]),
-        peaks.peaks,
-    )
+    return peaks, lines
 
 
 def main() -> int:
     """`python benchmarks/step_memory.py COMMAND...`: the command's peak per step, then overall."""
-    import sys
-
     measured = run_measured(sys.argv[1:], Path.cwd(), dict(os.environ))
     sys.stdout.write(measured.output)
     for step, mib in measured.step_peaks_mib.items():

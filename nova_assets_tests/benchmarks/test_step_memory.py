@@ -32,3 +32,14 @@ def test_each_step_gets_the_peak_reached_while_it_ran() -> None:
     # The mark is reset when a step starts: what "big" held is not counted in "after".
     assert peaks["after"] < 300
     assert measured.peak_mib == max(peaks.values())
+
+
+def test_what_the_caller_holds_is_not_the_commands_peak() -> None:
+    step_memory = load_script("step_memory")
+    held = bytearray(400 << 20)  # zero-filled, so resident: the caller's peak is over 400 MiB
+    measured = step_memory.run_measured(
+        [sys.executable, "-c", "import sys; sys.exit(3)"], REPO_ROOT
+    )
+    del held
+    assert measured.returncode == 3
+    assert measured.peak_mib < 200
