@@ -53,7 +53,7 @@ for path in (REPO_ROOT, Path(__file__).resolve().parent):
 from bench_ingest import RESULT_PREFIX, _cpu_seconds  # noqa: E402
 from bench_predictions import JSON_PREFIX  # noqa: E402
 
-from nova_assets.lib.warehouse import MEMORY_LIMIT, default_threads  # noqa: E402
+from nova_assets.lib.database import MEMORY_LIMIT, default_threads  # noqa: E402
 
 METHODS = ("delta", "full", "classic")
 CHECK_MEMORY_LIMIT = "8GB"
@@ -74,7 +74,7 @@ def _rss_mib() -> float:
 
 
 def _connect(database: Path, threads: int, read_only: bool = False):
-    from nova_assets.lib.warehouse import connect
+    from nova_assets.lib.database import connect
 
     return connect(
         database,
@@ -93,12 +93,16 @@ def prepare(
     import numpy as np
     from generate_dump import generate_dump, write_delta, write_jsonl
 
-    from nova_assets.lib.dump import Dump
-    from nova_assets.lib.features import build_vocabulary, labelled_rows_sql, product_matrix
-    from nova_assets.lib.models import fit_pipeline
-    from nova_assets.lib.predictions import write_predictions
-    from nova_assets.lib.products import ingest_products
-    from nova_assets.lib.split import extend_test_split, validation_mask
+    from nova_assets.lib.ingest.dump import Dump
+    from nova_assets.lib.ml.batch_predictions import write_predictions
+    from nova_assets.lib.ml.classifiers import fit_pipeline
+    from nova_assets.lib.ml.feature_matrix import (
+        build_vocabulary,
+        labelled_rows_sql,
+        product_matrix,
+    )
+    from nova_assets.lib.warehouse.products import ingest_products
+    from nova_assets.lib.warehouse.split import extend_test_split, validation_mask
 
     base = workdir / "base.tsv"
     generate_dump(rows, base, seed=1)
@@ -147,9 +151,9 @@ def _fresh_copy(workdir: Path, method: str) -> Path:
 
 
 def run_delta(workdir: Path, threads: int) -> dict[str, Any]:
-    from nova_assets.lib.delta_apply import apply_delta
-    from nova_assets.lib.deltas import fetch_delta, list_deltas
-    from nova_assets.lib.predictions import rescore_codes
+    from nova_assets.lib.ingest.delta_files import fetch_delta, list_deltas
+    from nova_assets.lib.ml.batch_predictions import rescore_codes
+    from nova_assets.lib.warehouse.delta_apply import apply_delta
 
     pipeline = _pipeline(workdir)
     loaded = _rss_mib()
@@ -164,10 +168,10 @@ def run_delta(workdir: Path, threads: int) -> dict[str, Any]:
 
 
 def run_full(workdir: Path, threads: int) -> dict[str, Any]:
-    from nova_assets.lib.dump import Dump
-    from nova_assets.lib.predictions import write_predictions
-    from nova_assets.lib.products import ingest_products
-    from nova_assets.lib.split import extend_test_split
+    from nova_assets.lib.ingest.dump import Dump
+    from nova_assets.lib.ml.batch_predictions import write_predictions
+    from nova_assets.lib.warehouse.products import ingest_products
+    from nova_assets.lib.warehouse.split import extend_test_split
 
     pipeline = _pipeline(workdir)
     loaded = _rss_mib()
@@ -216,7 +220,7 @@ def _figures(
 def tables_hash(workdir: Path, method: str, threads: int) -> tuple[list, list]:
     """What a path left in its warehouse, read after its process ended: its products (all
     columns but `dump_sha256`) and its predictions (code, group, probability)."""
-    from nova_assets.lib.warehouse import connect
+    from nova_assets.lib.database import connect
 
     database = workdir / method / "warehouse.duckdb"
     # Hashing a list of every row needs them all in memory at once: no step's limit.

@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from nova_assets.lib.warehouse import MEMORY_LIMIT, default_threads  # noqa: E402
+from nova_assets.lib.database import MEMORY_LIMIT, default_threads  # noqa: E402
 
 METHODS = ("floor", "ours", "reference")
 REFERENCE_COLUMNS = (
@@ -91,7 +91,7 @@ def _cpu_seconds() -> float:
 
 def dump_in_place(dump_path: Path):
     """The file as a `Dump` read where it lies, not copied into a raw folder."""
-    from nova_assets.lib.dump import Dump
+    from nova_assets.lib.ingest.dump import Dump
 
     return Dump(
         path=str(dump_path),
@@ -106,8 +106,8 @@ def run_ours(dump_path: Path, memory_limit: str, threads: int, workdir: Path) ->
     """The real `products` path, into a fresh warehouse, without copying the dump."""
     import duckdb
 
-    from nova_assets.lib.products import ingest_products
-    from nova_assets.lib.warehouse import connect
+    from nova_assets.lib.database import connect
+    from nova_assets.lib.warehouse.products import ingest_products
 
     dump = dump_in_place(dump_path)
     baseline = _peak_rss_mb()
@@ -142,14 +142,14 @@ def floor_sql(dump_path: Path) -> str:
     """The least DuckDB can do to read the dump: a TSV parsed with our `read_csv` options, every
     line; a Parquet export's columns that `products` uses, every value of each read; a JSONL
     export's documents, parsed by our `read_json` call."""
-    from nova_assets.lib import jsonl_dump, parquet_dump
-    from nova_assets.lib.dump_format import (
+    from nova_assets.lib.database import sql_literal
+    from nova_assets.lib.ingest import jsonl_dump, parquet_dump
+    from nova_assets.lib.ingest.dump_format import (
         OPTIONAL_COLUMNS,
         REQUIRED_COLUMNS,
         dump_header,
         read_csv_sql,
     )
-    from nova_assets.lib.warehouse import sql_literal
 
     if jsonl_dump.is_jsonl(dump_path):
         layout = jsonl_dump.check_jsonl(dump_path)
@@ -404,8 +404,8 @@ def benchmark(
     dump_path: Path, memory_limit: str, threads: int, skip_pandas: bool
 ) -> dict[str, Any]:
     """Run every method on `dump_path` in its own subprocess; temp files go and are removed."""
-    from nova_assets.lib.jsonl_dump import is_jsonl
-    from nova_assets.lib.parquet_dump import is_parquet
+    from nova_assets.lib.ingest.jsonl_dump import is_jsonl
+    from nova_assets.lib.ingest.parquet_dump import is_parquet
 
     disk_bytes, raw_bytes = measure_file(dump_path)
     # The reference is the classic TSV script; an export is measured against its own floor.

@@ -43,25 +43,25 @@ from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import GroupKFold  # noqa: E402
 
-from nova_assets.lib.calibration import GROUPS, PRECISION_TARGET, choose_threshold  # noqa: E402
-from nova_assets.lib.dump import fetch_dump  # noqa: E402
-from nova_assets.lib.evaluate import rules_answers, slice_rows  # noqa: E402
-from nova_assets.lib.evidence import SLICES, STATES, population_weights, states  # noqa: E402
-from nova_assets.lib.features import (  # noqa: E402
+from nova_assets.lib.evaluation.evaluate import rules_answers, slice_rows  # noqa: E402
+from nova_assets.lib.ingest.dump import fetch_dump  # noqa: E402
+from nova_assets.lib.markdown import table  # noqa: E402
+from nova_assets.lib.ml.calibration import GROUPS, PRECISION_TARGET, choose_threshold  # noqa: E402
+from nova_assets.lib.ml.classifiers import NUTRIENT_SCALE, predict  # noqa: E402
+from nova_assets.lib.ml.evidence import SLICES, STATES, population_weights, states  # noqa: E402
+from nova_assets.lib.ml.feature_matrix import (  # noqa: E402
     ProductMatrix,
     build_vocabulary,
     labelled_rows_sql,
     product_matrix,
 )
-from nova_assets.lib.markdown import table  # noqa: E402
-from nova_assets.lib.metrics import at_thresholds, classification_metrics, majority_class  # noqa: E402
-from nova_assets.lib.models import NUTRIENT_SCALE, predict  # noqa: E402
+from nova_assets.lib.ml.metrics import at_thresholds, classification_metrics, majority_class  # noqa: E402
+from nova_assets.lib.ml.training import train  # noqa: E402
 from nova_assets.lib.nutrients import NUTRIENT_COLUMNS, nutrient_design  # noqa: E402
 from nova_assets.lib.paths import REAL_PRODUCTS, SAMPLE_DUMP  # noqa: E402
-from nova_assets.lib.products import ingest_products  # noqa: E402
-from nova_assets.lib.real_products import load_real_products  # noqa: E402
-from nova_assets.lib.split import validation_mask  # noqa: E402
-from nova_assets.lib.training import train  # noqa: E402
+from nova_assets.lib.warehouse.products import ingest_products  # noqa: E402
+from nova_assets.lib.warehouse.real_products import load_real_products  # noqa: E402
+from nova_assets.lib.warehouse.split import validation_mask  # noqa: E402
 
 CANDIDATES = [
     "reference_bernoulli_nb",

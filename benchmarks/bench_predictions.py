@@ -46,7 +46,7 @@ from bench_ingest import (  # noqa: E402
     dump_in_place,
 )
 
-from nova_assets.lib.warehouse import default_threads  # noqa: E402
+from nova_assets.lib.database import default_threads  # noqa: E402
 
 METHODS = ("ours", "reference")
 REFERENCE_CHUNK_ROWS = 100_000
@@ -58,10 +58,14 @@ def prepare(dump_path: Path, workdir: Path, kind: str, train_rows: int, threads:
     """Warehouse and fitted model for the methods to share; returns what was built."""
     import numpy as np
 
-    from nova_assets.lib.features import build_vocabulary, labelled_rows_sql, product_matrix
-    from nova_assets.lib.models import fit_pipeline
-    from nova_assets.lib.products import ingest_products
-    from nova_assets.lib.split import extend_test_split, validation_mask
+    from nova_assets.lib.ml.classifiers import fit_pipeline
+    from nova_assets.lib.ml.feature_matrix import (
+        build_vocabulary,
+        labelled_rows_sql,
+        product_matrix,
+    )
+    from nova_assets.lib.warehouse.products import ingest_products
+    from nova_assets.lib.warehouse.split import extend_test_split, validation_mask
 
     dump = dump_in_place(dump_path)
     with _warehouse(workdir, threads) as con:
@@ -84,7 +88,7 @@ def prepare(dump_path: Path, workdir: Path, kind: str, train_rows: int, threads:
 
 
 def run_ours(workdir: Path, threads: int, repeats: int) -> dict[str, Any]:
-    from nova_assets.lib.predictions import write_predictions
+    from nova_assets.lib.ml.batch_predictions import write_predictions
 
     pipeline = _pipeline(workdir)
     seconds, cpu = [], []
@@ -105,9 +109,9 @@ def run_ours(workdir: Path, threads: int, repeats: int) -> dict[str, Any]:
 def run_reference(workdir: Path, threads: int, repeats: int) -> dict[str, Any]:
     import numpy as np
 
+    from nova_assets.lib.database import connect
+    from nova_assets.lib.ml.batch_predictions import UNLABELLED_SQL
     from nova_assets.lib.nutrients import as_model_input_sql
-    from nova_assets.lib.predictions import UNLABELLED_SQL
-    from nova_assets.lib.warehouse import connect
 
     pipeline = _pipeline(workdir)
     # A batch scores every product, as nova_predictions does: the refusal of a product the
@@ -141,7 +145,7 @@ RUNNERS = {"ours": run_ours, "reference": run_reference}
 
 def _warehouse(workdir: Path, threads: int):
     """The benchmark's warehouse, opened for writing as the assets open theirs."""
-    from nova_assets.lib.warehouse import connect
+    from nova_assets.lib.database import connect
 
     return connect(
         workdir / "warehouse.duckdb",

@@ -22,7 +22,7 @@ def run_classic(dump: str) -> dict:
     from sklearn.feature_extraction import DictVectorizer
     from sklearn.naive_bayes import BernoulliNB
 
-    from nova_assets.lib.split import split_of
+    from nova_assets.lib.warehouse.split import split_of
 
     start = time.perf_counter()
     frames = []

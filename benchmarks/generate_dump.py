@@ -30,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from nova_assets.lib.nova_rules import compute_nova_group, marker_group  # noqa: E402
+from nova_assets.lib.warehouse.nova_rules import compute_nova_group, marker_group  # noqa: E402
 
 T = TypeVar("T")
 
@@ -622,9 +622,9 @@ def write_parquet(tsv: Path, out: Path) -> int:
     `{name, value, 100g, …}` entries. Broken lines are left out. Returns the rows written."""
     import duckdb
 
-    from nova_assets.lib.dump_format import broken_line_sql, dump_header, read_csv_sql
+    from nova_assets.lib.database import sql_literal, sql_name
+    from nova_assets.lib.ingest.dump_format import broken_line_sql, dump_header, read_csv_sql
     from nova_assets.lib.nutrients import SOURCE_COLUMNS
-    from nova_assets.lib.warehouse import sql_literal, sql_name
 
     columns = dump_header(str(tsv))
     entries = ", ".join(
@@ -665,11 +665,15 @@ def write_jsonl(tsv: Path, out: Path) -> int:
     out; gzipped when `out` ends with `.gz`. Returns the documents written."""
     import duckdb
 
-    from nova_assets.lib.dump_format import broken_line_sql, dump_header, read_csv_sql
-    from nova_assets.lib.jsonl_dump import OFF_BLANK_REASONS
+    from nova_assets.lib.database import sql_list, sql_literal, sql_name
+    from nova_assets.lib.ingest.dump_format import broken_line_sql, dump_header, read_csv_sql
+    from nova_assets.lib.ingest.jsonl_dump import OFF_BLANK_REASONS
     from nova_assets.lib.nutrients import SOURCE_COLUMNS
-    from nova_assets.lib.products import blank_reason_sql, marker_votes_sql, markers_table_sql
-    from nova_assets.lib.warehouse import sql_list, sql_literal, sql_name
+    from nova_assets.lib.warehouse.products import (
+        blank_reason_sql,
+        marker_votes_sql,
+        markers_table_sql,
+    )
 
     columns = dump_header(str(tsv))
     present = [c for c in SOURCE_COLUMNS if c in columns]

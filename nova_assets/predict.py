@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from nova_assets.lib.model_input import (
+from nova_assets.lib.ml.model_input import (
     INPUT_COLUMNS,
     NAME_COLUMN,
     NUTRIENT_INPUTS,
@@ -33,17 +33,17 @@ from nova_assets.lib.model_input import (
     BadModelInput,
     as_tags,
 )
-from nova_assets.lib.nutrients import as_model_input_sql
-from nova_assets.lib.paths import data_paths
-from nova_assets.lib.reasons import explain
-from nova_assets.lib.registry import (
+from nova_assets.lib.ml.reasons import explain
+from nova_assets.lib.ml.registry import (
     CHAMPION,
     MODEL_NAME,
     champion_version,
     client_for,
     load_pipeline,
 )
-from nova_assets.lib.serving import MATERIALIZE_FIRST, catalog_path
+from nova_assets.lib.nutrients import as_model_input_sql
+from nova_assets.lib.paths import data_paths
+from nova_assets.lib.publishing.read_only_copy import MATERIALIZE_FIRST, catalog_path
 
 
 class PredictError(Exception):

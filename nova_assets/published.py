@@ -27,9 +27,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from nova_assets.lib.object_store import ObjectStore, ObjectStoreError
 from nova_assets.lib.paths import data_paths
-from nova_assets.lib.serving import MATERIALIZE_FIRST, catalog_path
+from nova_assets.lib.publishing.object_store import ObjectStore, ObjectStoreError
+from nova_assets.lib.publishing.read_only_copy import MATERIALIZE_FIRST, catalog_path
 
 
 def connect(url: str = "", endpoint_url: str = "") -> duckdb.DuckDBPyConnection:

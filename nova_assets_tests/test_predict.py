@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from nova_assets import predict
-from nova_assets.lib.models import fit_pipeline
+from nova_assets.lib.ml.classifiers import fit_pipeline
 from nova_assets.lib.paths import data_paths
 from nova_assets_tests.lib import synthetic
 

@@ -48,7 +48,7 @@ from deploy.team.settings import (  # noqa: E402
     save_profile,
     write_settings,
 )
-from nova_assets.lib.object_store import ObjectStore  # noqa: E402
+from nova_assets.lib.publishing.object_store import ObjectStore  # noqa: E402
 
 
 def forget_lost_state(profile: Profile) -> None:

@@ -12,16 +12,17 @@ import dagster as dg
 import duckdb
 
 from nova_assets.defs.operations.dead_runs import end_orphaned_mlflow_runs, reap_dead_runs
-from nova_assets.lib import builds, run_lock, serving
-from nova_assets.lib import warehouse as wh
-from nova_assets.lib.cluster import Cluster
-from nova_assets.lib.deltas import Delta, DeltaFile, fetch_delta, list_deltas
-from nova_assets.lib.dump import Dump, fetch_dump, remove_partial_downloads
-from nova_assets.lib.object_store import ObjectStore
+from nova_assets.lib import builds, run_lock
+from nova_assets.lib import database as wh
+from nova_assets.lib.ingest.delta_files import Delta, DeltaFile, fetch_delta, list_deltas
+from nova_assets.lib.ingest.dump import Dump, fetch_dump, remove_partial_downloads
+from nova_assets.lib.ml.cluster import Cluster
+from nova_assets.lib.ml.registry import client_for, ensure_experiment, is_server, load_pipeline
 from nova_assets.lib.paths import DataPaths, data_paths, dump_source, layout
-from nova_assets.lib.products import IngestedDump, ingested_dump
 from nova_assets.lib.progress import ProgressCallback
-from nova_assets.lib.registry import client_for, ensure_experiment, is_server, load_pipeline
+from nova_assets.lib.publishing import read_only_copy as serving
+from nova_assets.lib.publishing.object_store import ObjectStore
+from nova_assets.lib.warehouse.products import IngestedDump, ingested_dump
 
 if TYPE_CHECKING:
     import mlflow
@@ -212,7 +213,7 @@ class DumpSource(RunLocked, ObjectStoreCopies):
 
 class DeltaSource(RunLocked, ObjectStoreCopies):
     """OFF's daily deltas (`NOVA_DELTA_URL`: an `index.txt` URL or a local folder; "" for none)
-    and `raw_dir`, where each is brought in before it is applied (lib/deltas.py), and copied to
+    and `raw_dir`, where each is brought in before it is applied (lib/ingest/delta_files.py), and copied to
     the object store, if any, as dumps are."""
 
     url: str = ""

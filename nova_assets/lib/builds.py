@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from nova_assets.lib.warehouse import table_exists
+from nova_assets.lib.database import table_exists
 
 TABLE = "builds"
 
@@ -20,8 +20,10 @@ TABLE = "builds"
 def code_fingerprint() -> str:
     """The sha256 of the code that turns a dump into tables and models (this package's lib/)."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    lib = Path(__file__).parent
+    for path in sorted(lib.rglob("*.py")):
+        name = path.relative_to(lib).as_posix()
+        digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nova_assets.lib.warehouse import sql_literal, sql_name
+from nova_assets.lib.database import sql_literal, sql_name
 
 if TYPE_CHECKING:
     import numpy as np

@@ -11,9 +11,9 @@ from types import ModuleType
 import duckdb
 import pytest
 
-from nova_assets.lib.dump import fetch_dump
-from nova_assets.lib.nova_rules import compute_nova_group, marker_group
-from nova_assets.lib.products import ingest_products
+from nova_assets.lib.ingest.dump import fetch_dump
+from nova_assets.lib.warehouse.nova_rules import compute_nova_group, marker_group
+from nova_assets.lib.warehouse.products import ingest_products
 from nova_assets_tests.benchmarks.scripts import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -136,8 +136,8 @@ def test_names_go_with_the_group_and_blank_products_lack_evidence_as_on_off(
     """Each product is made from a real row OFF gave its group, so its name goes with it; the
     blank ones lack evidence in the ways OFF's blank products do."""
     path, _ = dump
-    from nova_assets.lib.dump import fetch_dump
-    from nova_assets.lib.products import ingest_products
+    from nova_assets.lib.ingest.dump import fetch_dump
+    from nova_assets.lib.warehouse.products import ingest_products
 
     con = duckdb.connect()
     ingest_products(con, fetch_dump(str(path), tmp_path / "raw"))
@@ -285,7 +285,7 @@ def test_cli_writes_jsonl_gzipped_by_its_name(tmp_path: Path) -> None:
 
 
 def test_delta_of_writes_offs_delta_and_the_day_later_dump(generator, dump, tmp_path):
-    from nova_assets.lib.deltas import parse_name
+    from nova_assets.lib.ingest.delta_files import parse_name
 
     base, _ = dump
     out = tmp_path / "day"

@@ -9,8 +9,8 @@ from dagster import DagsterInstance
 from mlflow import MlflowClient
 
 from nova_assets.definitions import defs
+from nova_assets.lib.ml.registry import CHAMPION, EXPERIMENT, MODEL_NAME
 from nova_assets.lib.paths import data_paths
-from nova_assets.lib.registry import CHAMPION, EXPERIMENT, MODEL_NAME
 
 OUR_CODE = str(Path(__file__).resolve().parents[2] / "nova_assets")
 FAST_MODEL = {

@@ -7,7 +7,7 @@ import duckdb
 import pytest
 
 from nova_assets.defs.resources import DumpSource, Warehouse
-from nova_assets.lib.warehouse import WarehouseLockedError
+from nova_assets.lib.database import WarehouseLockedError
 from nova_assets_tests.conftest import write_dump
 
 HOLD = """

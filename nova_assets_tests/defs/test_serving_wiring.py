@@ -9,9 +9,9 @@ import pytest
 from dagster import DagsterInstance
 
 from nova_assets.defs.resources import Warehouse
-from nova_assets.lib.object_store import ObjectStore
 from nova_assets.lib.paths import data_paths
-from nova_assets.lib.serving import catalog_path
+from nova_assets.lib.publishing.object_store import ObjectStore
+from nova_assets.lib.publishing.read_only_copy import catalog_path
 from nova_assets.published import connect
 from nova_assets_tests.defs.graph import failure_text, run_graph
 

@@ -15,8 +15,8 @@ import duckdb
 import pytest
 from mlflow import MlflowClient
 
+from nova_assets.lib.ml.registry import MODEL_NAME
 from nova_assets.lib.paths import REPO_ROOT
-from nova_assets.lib.registry import MODEL_NAME
 from nova_assets_tests.e2e.dagster_dev import DagsterDev, settled
 
 sys.path.insert(0, str(REPO_ROOT))

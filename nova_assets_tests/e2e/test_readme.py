@@ -15,8 +15,8 @@ import duckdb
 import pytest
 from mlflow import MlflowClient
 
+from nova_assets.lib.ml.registry import EXPERIMENT, MODEL_NAME
 from nova_assets.lib.paths import REPO_ROOT
-from nova_assets.lib.registry import EXPERIMENT, MODEL_NAME
 
 pytestmark = pytest.mark.slow
 

@@ -22,9 +22,9 @@ import pyarrow.fs as pafs
 import pytest
 from mlflow import MlflowClient
 
-from nova_assets.lib.object_store import ObjectStore
+from nova_assets.lib.ml.registry import EXPERIMENT, MODEL_NAME, takes_current_input
 from nova_assets.lib.paths import REPO_ROOT
-from nova_assets.lib.registry import EXPERIMENT, MODEL_NAME, takes_current_input
+from nova_assets.lib.publishing.object_store import ObjectStore
 from nova_assets.published import connect
 from nova_assets_tests.e2e.dagster_dev import DagsterUI, settled
 

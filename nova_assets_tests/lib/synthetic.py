@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nova_assets.lib.model_input import ProductVectorizer
-from nova_assets.lib.nova_rules import NOVA_MARKERS, marker_nova_group
+from nova_assets.lib.ml.model_input import ProductVectorizer
 from nova_assets.lib.nutrients import CSV_COLUMNS
+from nova_assets.lib.warehouse.nova_rules import NOVA_MARKERS, marker_nova_group
 
 NAMES = {
     1: ["fresh apples", "pommes fraîches", "frische Karotten", "lentejas verdes", "dried beans"],

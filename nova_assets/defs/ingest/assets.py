@@ -7,9 +7,9 @@ import dagster as dg
 
 from nova_assets.defs.failures import refusing
 from nova_assets.defs.resources import DataDir, DumpSource
-from nova_assets.lib.dump import Dump
-from nova_assets.lib.dump_format import DumpError
 from nova_assets.lib.files import write_atomically
+from nova_assets.lib.ingest.dump import Dump
+from nova_assets.lib.ingest.dump_format import DumpError
 from nova_assets.lib.paths import DataPaths
 from nova_assets.lib.progress import progress_reporter
 

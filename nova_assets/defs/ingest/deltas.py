@@ -1,6 +1,6 @@
 """`apply_deltas` and `new_delta_sensor`: OFF's daily deltas applied on top of the full dump.
 
-A delta updates `products`, `test_split` and `nova_predictions` in place (lib/delta_apply.py);
+A delta updates `products`, `test_split` and `nova_predictions` in place (lib/warehouse/delta_apply.py);
 it is not a new dump, so nothing downstream is retrained: the job reports what each delta did
 as observations of `products` and `nova_predictions`, which start no automation, and retraining
 stays with the full dump and its schedule.
@@ -11,10 +11,10 @@ import json
 import dagster as dg
 
 from nova_assets.defs.resources import DeltaSource, MlflowStore, Warehouse
-from nova_assets.lib.delta_apply import DeltaStats, Rescorer, apply_delta, tables_state
-from nova_assets.lib.deltas import DeltaError, choose_deltas, utc
+from nova_assets.lib.ingest.delta_files import DeltaError, choose_deltas, utc
+from nova_assets.lib.ml.registry import CHAMPION, MODEL_NAME, champion_version
 from nova_assets.lib.paths import sensor_interval_seconds
-from nova_assets.lib.registry import CHAMPION, MODEL_NAME, champion_version
+from nova_assets.lib.warehouse.delta_apply import DeltaStats, Rescorer, apply_delta, tables_state
 
 PUBLISHED = ["products", "test_split", "nova_predictions", "deltas"]
 """Swapped into the served copy once per delta applied."""
@@ -23,7 +23,7 @@ PUBLISHED = ["products", "test_split", "nova_predictions", "deltas"]
 def _champion_rescorer(mlflow_store: MlflowStore) -> tuple[Rescorer, str]:
     """Rescoring with the current champion, by version (the rows carry the version that scored
     them even if the alias moves meanwhile)."""
-    from nova_assets.lib.predictions import rescore_codes
+    from nova_assets.lib.ml.batch_predictions import rescore_codes
 
     champion = champion_version(mlflow_store.client())
     if champion is None:

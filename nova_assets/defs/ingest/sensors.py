@@ -12,8 +12,13 @@ import dagster as dg
 
 from nova_assets.defs.ingest.assets import OffDumpConfig, off_dump, previous_dump
 from nova_assets.defs.resources import DataDir, DumpSource
-from nova_assets.lib.download import is_url, redact
-from nova_assets.lib.dump_watch import fingerprint, list_candidates, stable_candidates, url_identity
+from nova_assets.lib.ingest.download import is_url, redact
+from nova_assets.lib.ingest.dump_watch import (
+    fingerprint,
+    list_candidates,
+    stable_candidates,
+    url_identity,
+)
 from nova_assets.lib.paths import refresh_cron, sensor_interval_seconds
 
 SEEN_LIMIT = 200

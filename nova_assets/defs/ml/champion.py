@@ -5,9 +5,9 @@ import dagster as dg
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.ml.evaluation import evaluation_report
 from nova_assets.defs.resources import DataDir, MlflowStore
-from nova_assets.lib.promotion import promotion_decision
-from nova_assets.lib.registry import CHAMPION, MODEL_NAME, champion_version, latest_version
-from nova_assets.lib.report_files import read_report
+from nova_assets.lib.evaluation.promotion import promotion_decision
+from nova_assets.lib.evaluation.report_files import read_report
+from nova_assets.lib.ml.registry import CHAMPION, MODEL_NAME, champion_version, latest_version
 
 
 @dg.asset(

@@ -7,9 +7,9 @@ from nova_assets.defs.automation import runs_with_its_asset
 from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.ml.evaluation import evaluation_report
 from nova_assets.defs.resources import DataDir, MlflowStore
-from nova_assets.lib.promotion import beats_majority, beats_rules
-from nova_assets.lib.registry import champion_version
-from nova_assets.lib.report_files import read_report
+from nova_assets.lib.evaluation.promotion import beats_majority, beats_rules
+from nova_assets.lib.evaluation.report_files import read_report
+from nova_assets.lib.ml.registry import champion_version
 
 
 @dg.asset_check(

@@ -9,9 +9,9 @@ from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
 from nova_assets.defs.warehouse.assets import products
 from nova_assets.lib import builds
-from nova_assets.lib.drift_history import history, measured
-from nova_assets.lib.drift_report import Thresholds, breaches, drift_markdown, summary
-from nova_assets.lib.registry import MODEL_NAME, champion_version
+from nova_assets.lib.drift.history import history, measured
+from nova_assets.lib.drift.report import Thresholds, breaches, drift_markdown, summary
+from nova_assets.lib.ml.registry import MODEL_NAME, champion_version
 
 
 class DriftConfig(dg.Config):
@@ -71,7 +71,7 @@ def nova_drift(
     mlflow_store: MlflowStore,
     data_dir: DataDir,
 ) -> dg.MaterializeResult:
-    from nova_assets.lib import drift as dr
+    from nova_assets.lib.drift import measure as dr
 
     version = champion_version(mlflow_store.client())
     sha256 = latest_dump(data_dir.paths).sha256

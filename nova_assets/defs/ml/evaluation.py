@@ -11,8 +11,9 @@ from nova_assets.defs.ml.features import read_manifest
 from nova_assets.defs.ml.model import nova_model
 from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
 from nova_assets.lib import builds
+from nova_assets.lib.evaluation.report_files import exists
 from nova_assets.lib.markdown import interval
-from nova_assets.lib.registry import (
+from nova_assets.lib.ml.registry import (
     EVALUATED_BESIDE,
     MODEL_NAME,
     champion_version,
@@ -20,12 +21,11 @@ from nova_assets.lib.registry import (
     rival,
     takes_current_input,
 )
-from nova_assets.lib.report_files import exists
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
-    from nova_assets.lib.evaluate import Contender
+    from nova_assets.lib.evaluation.evaluate import Contender
 
 
 def _contenders(
@@ -33,7 +33,7 @@ def _contenders(
 ) -> tuple[list["Contender"], str | None]:
     """The model, its reference and the champion it is scored beside (`registry.rival`), unless
     that takes an input of older code and cannot be scored: then the second value says so."""
-    from nova_assets.lib.evaluate import Contender
+    from nova_assets.lib.evaluation.evaluate import Contender
 
     def registered(key: str, v: "ModelVersion") -> Contender:
         return Contender(
@@ -77,11 +77,11 @@ def evaluation_report(
     mlflow_store: MlflowStore,
     data_dir: DataDir,
 ) -> dg.MaterializeResult:
-    from nova_assets.lib import report as rp
-    from nova_assets.lib.evaluate import build_report, in_vocabulary
-    from nova_assets.lib.features import ProductMatrix
-    from nova_assets.lib.metrics import majority_baseline
-    from nova_assets.lib.tracking import log_evaluation
+    from nova_assets.lib.evaluation import report as rp
+    from nova_assets.lib.evaluation.evaluate import build_report, in_vocabulary
+    from nova_assets.lib.ml.feature_matrix import ProductMatrix
+    from nova_assets.lib.ml.metrics import majority_baseline
+    from nova_assets.lib.ml.tracking import log_evaluation
 
     client = mlflow_store.client()
     version = latest_version(client)
@@ -127,7 +127,7 @@ def evaluation_report(
 
 
 def _metadata(report: dict, files: dict) -> dict:
-    from nova_assets.lib.report import report_markdown
+    from nova_assets.lib.evaluation.report import report_markdown
 
     images = {k: files[k].read_bytes() for k in ("png", "reliability")}
     as_is = report["slices"]["as_is"]["model"]

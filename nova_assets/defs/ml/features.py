@@ -50,11 +50,11 @@ def feature_matrix(
     warehouse: Warehouse,
     data_dir: DataDir,
 ) -> dg.MaterializeResult:
-    from nova_assets.lib.evidence import population_weights
-    from nova_assets.lib.features import FAMILIES
+    from nova_assets.lib.ml.evidence import population_weights
+    from nova_assets.lib.ml.feature_matrix import FAMILIES
+    from nova_assets.lib.ml.training_data import training_data
     from nova_assets.lib.paths import REAL_PRODUCTS
-    from nova_assets.lib.real_products import file_sha256
-    from nova_assets.lib.training_data import training_data
+    from nova_assets.lib.warehouse.real_products import file_sha256
 
     dump = latest_dump(data_dir.paths)
     directory = data_dir.paths.features

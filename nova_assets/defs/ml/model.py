@@ -8,14 +8,14 @@ from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.metadata import rounded, unchanged
 from nova_assets.defs.ml.features import feature_matrix, read_manifest
 from nova_assets.defs.resources import DataDir, MlflowStore, ModelCluster
-from nova_assets.lib.calibration import GROUP_1_PRECISION, PRECISION_TARGET
-from nova_assets.lib.registry import CHALLENGER, MODEL_NAME, version_trained_as
-from nova_assets.lib.split import validation_mask
+from nova_assets.lib.ml.calibration import GROUP_1_PRECISION, PRECISION_TARGET
+from nova_assets.lib.ml.registry import CHALLENGER, MODEL_NAME, version_trained_as
+from nova_assets.lib.warehouse.split import validation_mask
 
 if TYPE_CHECKING:
-    from nova_assets.lib.features import ProductMatrix
-    from nova_assets.lib.tracking import Registered
-    from nova_assets.lib.training import Trained
+    from nova_assets.lib.ml.feature_matrix import ProductMatrix
+    from nova_assets.lib.ml.tracking import Registered
+    from nova_assets.lib.ml.training import Trained
 
 DEFAULT_CANDIDATES = [
     "reference_bernoulli_nb",
@@ -78,10 +78,10 @@ def nova_model(
     data_dir: DataDir,
     model_cluster: ModelCluster,
 ) -> dg.MaterializeResult:
-    from nova_assets.lib.candidates import MODEL_KINDS
-    from nova_assets.lib.features import ProductMatrix
-    from nova_assets.lib.tracking import log_trial, register, training_fingerprint
-    from nova_assets.lib.training import Calibration, train
+    from nova_assets.lib.ml.candidates import MODEL_KINDS
+    from nova_assets.lib.ml.feature_matrix import ProductMatrix
+    from nova_assets.lib.ml.tracking import log_trial, register, training_fingerprint
+    from nova_assets.lib.ml.training import Calibration, train
 
     unknown = sorted(set(config.candidates) - set(MODEL_KINDS))
     if unknown or not config.candidates:
@@ -133,7 +133,7 @@ def nova_model(
 def _trained_metadata(
     trained: "Trained", registered: "Registered", matrix: "ProductMatrix", run_url: str, run
 ) -> dict:
-    from nova_assets.lib.training import trials_table
+    from nova_assets.lib.ml.training import trials_table
 
     chosen = trained.chosen
     return rounded(

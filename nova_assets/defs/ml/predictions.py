@@ -9,7 +9,7 @@ from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
 from nova_assets.lib import builds
 from nova_assets.lib.markdown import table
-from nova_assets.lib.registry import CHAMPION, MODEL_NAME, champion_version
+from nova_assets.lib.ml.registry import CHAMPION, MODEL_NAME, champion_version
 
 
 @dg.asset(
@@ -29,7 +29,7 @@ def nova_predictions(
     mlflow_store: MlflowStore,
     data_dir: DataDir,
 ) -> dg.MaterializeResult:
-    from nova_assets.lib.predictions import coverage_by_reason, write_predictions
+    from nova_assets.lib.ml.batch_predictions import coverage_by_reason, write_predictions
 
     paths = data_dir.paths
     champion = champion_version(mlflow_store.client())

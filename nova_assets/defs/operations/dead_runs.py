@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from nova_assets.lib.registry import EXPERIMENT, client_for
+from nova_assets.lib.ml.registry import EXPERIMENT, client_for
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

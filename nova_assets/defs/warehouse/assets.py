@@ -10,10 +10,15 @@ from nova_assets.defs.ingest.assets import accepted_dump, fetched_dump, latest_d
 from nova_assets.defs.metadata import unchanged
 from nova_assets.defs.resources import DataDir, Warehouse
 from nova_assets.lib import builds, markdown
-from nova_assets.lib.dump_format import DumpError
 from nova_assets.lib.files import write_atomically
-from nova_assets.lib.products import MAX_SHRINK, IngestedDump, ShrinkError, ingest_products
-from nova_assets.lib.split import TEST_PERCENT, extend_test_split
+from nova_assets.lib.ingest.dump_format import DumpError
+from nova_assets.lib.warehouse.products import (
+    MAX_SHRINK,
+    IngestedDump,
+    ShrinkError,
+    ingest_products,
+)
+from nova_assets.lib.warehouse.split import TEST_PERCENT, extend_test_split
 
 
 class ProductsConfig(dg.Config):

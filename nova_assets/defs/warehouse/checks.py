@@ -6,8 +6,8 @@ from nova_assets.defs.automation import runs_with_its_asset
 from nova_assets.defs.metadata import setting
 from nova_assets.defs.resources import Warehouse
 from nova_assets.defs.warehouse.assets import products, test_split
-from nova_assets.lib.products import allowed_shrink
-from nova_assets.lib.split import misplaced_codes
+from nova_assets.lib.warehouse.products import allowed_shrink
+from nova_assets.lib.warehouse.split import misplaced_codes
 
 
 @dg.asset_check(

@@ -15,10 +15,10 @@ from dagster import DagsterInstance
 
 from nova_assets.definitions import defs
 from nova_assets.defs.ingest.deltas import new_delta_sensor
-from nova_assets.lib import predictions
-from nova_assets.lib.dump import fetch_dump
+from nova_assets.lib.ingest.dump import fetch_dump
+from nova_assets.lib.ml import batch_predictions as predictions
 from nova_assets.lib.paths import SAMPLE_DUMP, data_paths
-from nova_assets.lib.products import ingest_products
+from nova_assets.lib.warehouse.products import ingest_products
 from nova_assets_tests.benchmarks.scripts import load_script
 from nova_assets_tests.defs.graph import FAST_MODEL, failure_text, run_graph
 

@@ -10,8 +10,8 @@ import pytest
 
 from nova_assets.definitions import defs
 from nova_assets.defs.ingest.sensors import new_dump_sensor, refresh_schedule
-from nova_assets.lib.dump import Dump
-from nova_assets.lib.dump_watch import fingerprint
+from nova_assets.lib.ingest.dump import Dump
+from nova_assets.lib.ingest.dump_watch import fingerprint
 from nova_assets.lib.paths import data_paths
 from nova_assets_tests.lib.http_server import DumpServer
 

@@ -8,8 +8,8 @@ from sklearn.dummy import DummyClassifier
 
 from nova_assets.defs.ml.checks import champion_is_best, model_beats_majority, model_beats_rules
 from nova_assets.defs.resources import DataDir, MlflowStore
+from nova_assets.lib.ml.registry import CHAMPION, MODEL_NAME, ensure_experiment
 from nova_assets.lib.paths import data_paths
-from nova_assets.lib.registry import CHAMPION, MODEL_NAME, ensure_experiment
 
 
 def here() -> DataDir:

@@ -12,7 +12,7 @@ import pytest
 from dagster import DagsterInstance
 
 from nova_assets.definitions import defs
-from nova_assets.lib.dump_format import EXTRA_FIELD, dump_header, read_csv_sql
+from nova_assets.lib.ingest.dump_format import EXTRA_FIELD, dump_header, read_csv_sql
 from nova_assets.lib.paths import REPO_ROOT, data_paths
 from nova_assets_tests.defs.graph import FAST_MODEL, OUR_CODE, failure_text
 

@@ -12,10 +12,10 @@ from dagster import DagsterInstance
 from mlflow import MlflowClient
 
 from nova_assets.definitions import defs
-from nova_assets.lib.evidence import SLICES
-from nova_assets.lib.nova_rules import marker_group
+from nova_assets.lib.ml.evidence import SLICES
+from nova_assets.lib.ml.registry import CHAMPION, MODEL_NAME, client_for
 from nova_assets.lib.paths import data_paths
-from nova_assets.lib.registry import CHAMPION, MODEL_NAME, client_for
+from nova_assets.lib.warehouse.nova_rules import marker_group
 from nova_assets_tests.defs.graph import FAST_MODEL, OUR_CODE, failure_text
 
 SECTIONS = (

@@ -17,7 +17,7 @@ import pytest
 from nova_assets.definitions import defs
 from nova_assets.defs.operations.dead_runs import reap_dead_runs
 from nova_assets.defs.operations.sensors import dead_run_sensor
-from nova_assets.lib.registry import EXPERIMENT, client_for
+from nova_assets.lib.ml.registry import EXPERIMENT, client_for
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

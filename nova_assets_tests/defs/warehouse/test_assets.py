@@ -5,7 +5,7 @@ from pathlib import Path
 import duckdb
 from dagster import DagsterInstance
 
-from nova_assets.lib.dump import Dump
+from nova_assets.lib.ingest.dump import Dump
 from nova_assets.lib.paths import SAMPLE_JSONL, data_paths
 from nova_assets_tests.conftest import get_field, set_field, write_dump
 from nova_assets_tests.defs.graph import (

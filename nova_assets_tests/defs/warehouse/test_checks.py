@@ -10,7 +10,7 @@ from nova_assets.defs.warehouse.checks import (
     products_row_count,
     split_is_stable,
 )
-from nova_assets.lib.split import extend_test_split
+from nova_assets.lib.warehouse.split import extend_test_split
 
 
 @pytest.fixture

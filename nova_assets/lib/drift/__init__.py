@@ -1,0 +1,1 @@
+"""Drift between dumps: measured, kept in history, reported."""

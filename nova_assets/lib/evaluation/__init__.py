@@ -1,0 +1,1 @@
+"""Judging a model: the evaluation, its intervals and breakdowns, the report, promotion."""

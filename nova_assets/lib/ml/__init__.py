@@ -1,0 +1,1 @@
+"""The model: its input matrix, the classifiers, training, predictions and MLflow."""

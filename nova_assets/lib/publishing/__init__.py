@@ -1,0 +1,1 @@
+"""Tables published for readers: the read-only local copy and the object store."""
