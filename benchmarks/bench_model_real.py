@@ -43,12 +43,18 @@ from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import GroupKFold  # noqa: E402
 
-from nova_assets.lib.evaluation.evaluate import rules_answers, slice_rows  # noqa: E402
+from nova_assets.lib.evaluation.evaluate import rules_answers  # noqa: E402
 from nova_assets.lib.ingest.dump import fetch_dump  # noqa: E402
 from nova_assets.lib.markdown import table  # noqa: E402
 from nova_assets.lib.ml.calibration import GROUPS, PRECISION_TARGET, choose_threshold  # noqa: E402
 from nova_assets.lib.ml.classifiers import NUTRIENT_SCALE, predict  # noqa: E402
-from nova_assets.lib.ml.evidence import SLICES, STATES, population_weights, states  # noqa: E402
+from nova_assets.lib.ml.evidence import (  # noqa: E402
+    SLICES,
+    STATES,
+    population_weights,
+    slice_rows,
+    states,
+)
 from nova_assets.lib.ml.feature_matrix import (  # noqa: E402
     ProductMatrix,
     build_vocabulary,

@@ -9,14 +9,11 @@ newest `products`, so a comparison needs something of the previous dump):
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 
 from nova_assets.lib.database import table_exists, transaction
-
-if TYPE_CHECKING:
-    from nova_assets.lib.drift.measure import Drift
 
 HISTORY_DDL = """
 CREATE TABLE IF NOT EXISTS nova_drift (
@@ -88,8 +85,12 @@ def _row(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> dict[str, An
     return dict(zip([d[0] for d in cursor.description], row, strict=True))
 
 
-def record(con: duckdb.DuckDBPyConnection, drift: Drift) -> None:
-    figures = drift.figures()
+def record(
+    con: duckdb.DuckDBPyConnection, figures: dict[str, Any], details: dict[str, Any]
+) -> None:
+    """Keep one measured dump: its figures (a `nova_drift` row) and details (JSON), and the
+    labels and tags of the newest two dumps. Takes plain dicts, so this module needs nothing
+    of measure.py (which imports it)."""
     keep = [figures["dump_sha256"], figures["previous_sha256"] or figures["dump_sha256"]]
     columns = [*figures, "details"]
     with transaction(con):
@@ -110,7 +111,7 @@ def record(con: duckdb.DuckDBPyConnection, drift: Drift) -> None:
             f"INSERT OR REPLACE INTO nova_drift (seq, measured_at, {', '.join(columns)}) "
             "SELECT coalesce(max(seq), 0) + 1, CAST(current_timestamp AS TIMESTAMP), "
             f"{', '.join('?' for _ in columns)} FROM nova_drift",
-            [*figures.values(), json.dumps(drift.details())],
+            [*figures.values(), json.dumps(details)],
         )
         con.execute("DROP TABLE drift_current_labels")
         con.execute("DROP TABLE drift_current_tags")

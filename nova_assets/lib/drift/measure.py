@@ -386,5 +386,5 @@ def update_drift(
         else:
             drift.champion = _score(con, model)
         con.execute("DROP TABLE drift_changed")
-    record(con, drift)
+    record(con, drift.figures(), drift.details())
     return drift

@@ -21,9 +21,8 @@ from nova_assets.lib.evaluation import breakdowns, intervals
 from nova_assets.lib.ml import metrics
 from nova_assets.lib.ml.calibration import PRECISION_TARGET
 from nova_assets.lib.ml.classifiers import NovaClassifier, predict
-from nova_assets.lib.ml.evidence import SLICES, STATES, evidence_labels, has_evidence, hide
+from nova_assets.lib.ml.evidence import SLICES, STATES, evidence_labels, slice_rows
 from nova_assets.lib.ml.feature_matrix import (
-    EVIDENCE,
     FAMILIES,
     ProductMatrix,
     labelled_rows_sql,
@@ -32,7 +31,6 @@ from nova_assets.lib.ml.feature_matrix import (
 from nova_assets.lib.ml.markers import rules_prediction
 from nova_assets.lib.ml.reasons import reason_names, reasons
 
-SLICE_SEED = 0
 BASELINES = ("rules", "reference", "majority")
 
 
@@ -82,17 +80,6 @@ def in_vocabulary(
             "the test rows in the warehouse differ from feature_matrix's: rematerialize it"
         )
     return matrix
-
-
-def slice_rows(test: ProductMatrix, slice_name: str, seed: int = SLICE_SEED) -> ProductMatrix:
-    """The test products with the slice's evidence hidden, those still carrying some (and the
-    evidence the slice needs)."""
-    masked = hide(test, slice_name, seed=seed)
-    keep = has_evidence(masked)
-    needs = SLICES[slice_name].needs
-    if needs is not None:
-        keep &= masked.evidence[:, EVIDENCE.index(needs)]
-    return masked.take(np.flatnonzero(keep))
 
 
 def model_answers(pipeline: Pipeline, matrix: ProductMatrix) -> Answers:

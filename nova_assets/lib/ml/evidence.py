@@ -182,3 +182,17 @@ def population_weights(counts: Mapping[str, int]) -> dict[str, float]:
     for state, slice_name in STATE_SLICE.items():
         weights[slice_name] = counts.get(state, 0) / total
     return weights
+
+
+SLICE_SEED = 0
+
+
+def slice_rows(test: ProductMatrix, slice_name: str, seed: int = SLICE_SEED) -> ProductMatrix:
+    """The test products with the slice's evidence hidden, those still carrying some (and the
+    evidence the slice needs)."""
+    masked = hide(test, slice_name, seed=seed)
+    keep = has_evidence(masked)
+    needs = SLICES[slice_name].needs
+    if needs is not None:
+        keep &= masked.evidence[:, EVIDENCE.index(needs)]
+    return masked.take(np.flatnonzero(keep))

@@ -13,13 +13,12 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from nova_assets.lib.evaluation.evaluate import slice_rows
 from nova_assets.lib.markdown import table
 from nova_assets.lib.ml.calibration import GROUP_1_PRECISION, PRECISION_TARGET
 from nova_assets.lib.ml.candidates import parameter_grid
 from nova_assets.lib.ml.classifiers import fit_pipeline, predict
 from nova_assets.lib.ml.cluster import LOCAL, Cluster, where
-from nova_assets.lib.ml.evidence import SLICES
+from nova_assets.lib.ml.evidence import SLICES, slice_rows
 from nova_assets.lib.ml.feature_matrix import ProductMatrix
 from nova_assets.lib.ml.metrics import present_macro_f1
 
