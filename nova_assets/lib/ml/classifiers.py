@@ -77,6 +77,13 @@ TRUSTED_TYPES = [
     # The nutrient trees' nodes; `load_pipeline` checks every index in them before use.
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 ]
+MOVED_MODULES = {
+    # Where TRUSTED_TYPES' classes lived before lib/ was split by domain (issue 19): model files
+    # registered by that code name these modules, and `load_pipeline` reads them as today's.
+    "nova_assets.lib.models": "nova_assets.lib.ml.classifiers",
+    "nova_assets.lib.model_input": "nova_assets.lib.ml.model_input",
+    "nova_assets.lib.markers": "nova_assets.lib.ml.markers",
+}
 
 
 class NovaClassifier(ClassifierMixin, BaseEstimator):

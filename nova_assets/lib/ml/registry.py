@@ -8,8 +8,12 @@ worker, `dg` command and code server does it).
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -153,6 +157,44 @@ class UntrustedModelError(RuntimeError):
     """A model's files ask for something this code does not load."""
 
 
+log = logging.getLogger(__name__)
+
+
+def current_type_names(data: bytes, moved: dict[str, str]) -> tuple[bytes, list[str]]:
+    """A skops file's bytes with every type of a module that `moved` (old -> new module)
+    renamed to where it lives now, and the old modules found; the bytes as given if none.
+
+    skops finds a class by the `__module__` and `__class__` its schema recorded at saving, so a
+    model saved before a class moved would not load (skops has no remapping of its own). Only
+    the names change: what is then trusted is still decided by TRUSTED_TYPES alone."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        schema = json.loads(archive.read("schema.json"))
+        found: set[str] = set()
+
+        def rename(node: Any) -> Any:
+            if isinstance(node, dict):
+                module = node.get("__module__")
+                if isinstance(module, str) and module in moved:
+                    found.add(module)
+                    node = {**node, "__module__": moved[module]}
+                return {key: rename(value) for key, value in node.items()}
+            if isinstance(node, list):
+                return [rename(value) for value in node]
+            return node
+
+        schema = rename(schema)
+        if not found:
+            return data, []
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as renamed:
+            for item in archive.infolist():
+                content = archive.read(item)
+                if item.filename == "schema.json":
+                    content = json.dumps(schema).encode()
+                renamed.writestr(item, content)
+    return out.getvalue(), sorted(found)
+
+
 def load_pipeline(tracking_uri: str, model_uri: str) -> Pipeline:
     """Load a logged sklearn Pipeline from the store at `tracking_uri` with skops, trusting the
     types listed in this code (TRUSTED_TYPES), never those the model's own files list, and
@@ -160,7 +202,7 @@ def load_pipeline(tracking_uri: str, model_uri: str) -> Pipeline:
     import mlflow
     import skops.io
 
-    from nova_assets.lib.ml.classifiers import TRUSTED_TYPES
+    from nova_assets.lib.ml.classifiers import MOVED_MODULES, TRUSTED_TYPES
     from nova_assets.lib.ml.nutrient_model import trees_are_sound
 
     location = artifact_location(client_for(tracking_uri), model_uri)
@@ -178,12 +220,19 @@ def load_pipeline(tracking_uri: str, model_uri: str) -> Pipeline:
     path = (local / str(flavor.get("pickled_model", ""))).resolve()
     if not path.is_file() or not path.is_relative_to(local.resolve()):
         raise UntrustedModelError(f"{model_uri} names a model file outside its own folder")
-    unknown = sorted(set(skops.io.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
+    data, moved = current_type_names(path.read_bytes(), MOVED_MODULES)
+    if moved:
+        log.info(
+            "%s was saved when its classes lived in %s: loaded as today's classes",
+            model_uri,
+            ", ".join(moved),
+        )
+    unknown = sorted(set(skops.io.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
     if unknown:
         raise UntrustedModelError(
             f"{model_uri} holds types this code does not trust: {', '.join(unknown)}"
         )
-    pipeline = skops.io.load(path, trusted=TRUSTED_TYPES)
+    pipeline = skops.io.loads(data, trusted=TRUSTED_TYPES)
     classifier = getattr(pipeline, "named_steps", {}).get("classifier")
     if not trees_are_sound(getattr(classifier, "nutrient_model_", None)):
         raise UntrustedModelError(f"{model_uri} holds nutrient trees that point outside themselves")

@@ -79,3 +79,40 @@ def test_nutrient_trees_pointing_outside_themselves_are_refused(store):
     uri = log(store, pipeline, skops_trusted_types=TRUSTED_TYPES)
     with pytest.raises(UntrustedModelError, match="nutrient trees that point outside"):
         load_pipeline(store[0], uri)
+
+
+def test_a_model_saved_before_lib_was_split_by_domain_still_loads(store, tmp_path, monkeypatch):
+    """Issue 19: models registered before the move name their classes by the old modules
+    (`nova_assets.lib.models.NovaClassifier`); the champion must still load after it."""
+    import zipfile
+
+    from nova_assets.lib.ml import classifiers, registry
+    from nova_assets_tests.lib import synthetic
+
+    # Its own data: fits of the same data share their nutrient trees, which a test above tampers.
+    train = synthetic.matrix(400, seed=1)
+    pipeline = classifiers.fit_pipeline("evidence_logistic_regression", train, train.labels)
+    uri = log(store, pipeline, skops_trusted_types=classifiers.TRUSTED_TYPES)
+    version = mlflow.register_model(uri, "nova").version
+    # What the code before the move wrote: the same file with the old module names.
+    (saved,) = (tmp_path / "a").rglob("*.skops")
+    with zipfile.ZipFile(saved) as archive:
+        entries = {item.filename: archive.read(item) for item in archive.infolist()}
+    schema = entries["schema.json"].decode()
+    for old, new in classifiers.MOVED_MODULES.items():
+        schema = schema.replace(f'"{new}"', f'"{old}"')
+    assert '"nova_assets.lib.models"' in schema and "lib.ml." not in schema
+    entries["schema.json"] = schema.encode()
+    with zipfile.ZipFile(saved, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+
+    products = synthetic.products(50, seed=3)[0]
+    loaded = load_pipeline(store[0], f"models:/nova/{version}")
+    assert type(loaded.named_steps["classifier"]) is classifiers.NovaClassifier
+    assert (loaded.predict(products) == pipeline.predict(products)).all()
+
+    # Without the map the old file is refused (as it was right after the move), by name.
+    monkeypatch.setattr(classifiers, "MOVED_MODULES", {})
+    with pytest.raises(UntrustedModelError, match=r"nova_assets\.lib\.models\.NovaClassifier"):
+        registry.load_pipeline(store[0], f"models:/nova/{version}")
