@@ -31,8 +31,6 @@ from nova_assets.lib.ml.feature_matrix import (
 from nova_assets.lib.ml.markers import rules_prediction
 from nova_assets.lib.ml.reasons import reason_names, reasons
 
-BASELINES = ("rules", "reference", "majority")
-
 
 @dataclass(frozen=True)
 class Answers:

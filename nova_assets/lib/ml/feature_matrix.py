@@ -48,10 +48,6 @@ CREATE OR REPLACE TABLE feature_vocabulary (
 """
 
 
-def feature_name(family: str, tag: str) -> str:
-    return f"{family}:{tag}"
-
-
 def split_feature(feature: str) -> tuple[str, str]:
     family, _, tag = feature.partition(":")
     return family, tag
