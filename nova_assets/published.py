@@ -19,7 +19,6 @@ what it sees, and what it reads stays for ten minutes after it was replaced.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -30,6 +29,7 @@ import pyarrow.dataset as pads
 from nova_assets.lib.paths import data_paths
 from nova_assets.lib.publishing.object_store import ObjectStore, ObjectStoreError
 from nova_assets.lib.publishing.read_only_copy import MATERIALIZE_FIRST, catalog_path
+from nova_assets.lib.settings import Settings
 
 
 def connect(url: str = "", endpoint_url: str = "") -> duckdb.DuckDBPyConnection:
@@ -37,10 +37,11 @@ def connect(url: str = "", endpoint_url: str = "") -> duckdb.DuckDBPyConnection:
     published_at). `url` "": NOVA_OBJECT_STORE (at AWS_ENDPOINT_URL) if set, else this
     machine's published copy, `<data dir>/serving/nova.duckdb`, opened read-only; the same code
     then reads the embedded platform and a team's object store alike."""
-    if not url and os.environ.get("NOVA_OBJECT_STORE"):
-        url, endpoint_url = os.environ["NOVA_OBJECT_STORE"], os.environ.get("AWS_ENDPOINT_URL", "")
+    settings = Settings.from_env()
+    if not url and settings.object_store:
+        url, endpoint_url = settings.object_store, settings.object_store_endpoint
     if not url:
-        catalog = catalog_path(data_paths().serving)
+        catalog = catalog_path(data_paths(settings).serving)
         if not catalog.exists():
             raise FileNotFoundError(f"nothing published at {catalog} yet: {MATERIALIZE_FIRST}")
         return duckdb.connect(str(catalog), read_only=True)

@@ -2,7 +2,6 @@
 store. Settings reach the code only through them, built once when the definitions load."""
 
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from nova_assets.lib.paths import DataPaths, data_paths, dump_source, layout
 from nova_assets.lib.progress import ProgressCallback
 from nova_assets.lib.publishing import read_only_copy as serving
 from nova_assets.lib.publishing.object_store import ObjectStore
+from nova_assets.lib.settings import Settings
 from nova_assets.lib.warehouse.products import IngestedDump, ingested_dump
 
 if TYPE_CHECKING:
@@ -306,26 +306,27 @@ class ModelCluster(dg.ConfigurableResource):
         return Cluster(self.ray_address)
 
 
-def _setting(name: str, default: str, kind: type = str):
+def _setting(settings: Settings, name: str, default: str, kind: type = str):
     """`dg.EnvVar(name)` when the variable is set (resolved in the run, and shown in the UI by
     its name, never its value: a URL may hold a token), else the default."""
-    if not os.environ.get(name):
+    if not settings.is_set(name):
         return kind(default)
     return dg.EnvVar.int(name) if kind is int else dg.EnvVar(name)
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    paths = data_paths()
+    settings = Settings.from_env()
+    paths = data_paths(settings)
     lock = str(paths.run_lock)
     copies = {
-        "object_store": _setting("NOVA_OBJECT_STORE", ""),
-        "object_store_endpoint": _setting("AWS_ENDPOINT_URL", ""),
+        "object_store": _setting(settings, "NOVA_OBJECT_STORE", ""),
+        "object_store_endpoint": _setting(settings, "AWS_ENDPOINT_URL", ""),
     }
     return dg.Definitions(
         resources={
             "data_dir": DataDir(
-                root=str(paths.root), incoming_dir=_setting("NOVA_INCOMING_DIR", "")
+                root=str(paths.root), incoming_dir=_setting(settings, "NOVA_INCOMING_DIR", "")
             ),
             "warehouse": Warehouse(
                 path=str(paths.warehouse),
@@ -335,24 +336,24 @@ def resources() -> dg.Definitions:
                 **copies,
             ),
             "dump_source": DumpSource(
-                url=_setting("NOVA_DUMP_URL", dump_source()),
+                url=_setting(settings, "NOVA_DUMP_URL", dump_source(settings)),
                 raw_dir=str(paths.raw),
-                url_check_seconds=_setting("NOVA_URL_CHECK_SECONDS", "3600", int),
+                url_check_seconds=_setting(settings, "NOVA_URL_CHECK_SECONDS", "3600", int),
                 run_lock=lock,
                 **copies,
             ),
             "delta_source": DeltaSource(
-                url=_setting("NOVA_DELTA_URL", ""),
+                url=_setting(settings, "NOVA_DELTA_URL", ""),
                 raw_dir=str(paths.raw_deltas),
                 run_lock=lock,
                 **copies,
             ),
-            "model_cluster": ModelCluster(ray_address=_setting("RAY_ADDRESS", "")),
+            "model_cluster": ModelCluster(ray_address=_setting(settings, "RAY_ADDRESS", "")),
             "mlflow_store": MlflowStore(
-                tracking_uri=_setting("MLFLOW_TRACKING_URI", paths.mlflow_tracking_uri),
+                tracking_uri=_setting(settings, "MLFLOW_TRACKING_URI", paths.mlflow_tracking_uri),
                 artifact_location=str(paths.mlflow_artifacts),
-                ui_url=_setting("NOVA_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
-                dagster_ui_url=_setting("NOVA_DAGSTER_UI_URL", "http://127.0.0.1:3000"),
+                ui_url=_setting(settings, "NOVA_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+                dagster_ui_url=_setting(settings, "NOVA_DAGSTER_UI_URL", "http://127.0.0.1:3000"),
                 run_lock=lock,
             ),
         }

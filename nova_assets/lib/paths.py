@@ -1,15 +1,16 @@
 """Where every file of the platform lives, all derived from `NOVA_DATA_DIR`.
 
-One place decides the layout so that no asset, test or script writes outside the data dir, and
-one function (`data_paths`) reads the environment for it: Dagster code gets the layout from the
-`DataDir` resource built from it once, never from the environment in a step.
+One place decides the layout so that no asset, test or script writes outside the data dir, from
+the settings (settings.py, the one reader of the environment): Dagster code gets the layout from
+the `DataDir` resource built from them once, never from the environment in a step.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from nova_assets.lib.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DUMP = REPO_ROOT / "data" / "sample" / "off_products_sample_1000.tsv.gz"
@@ -101,26 +102,25 @@ def layout(root: str | Path, incoming: str | Path | None = None) -> DataPaths:
     )
 
 
-def data_paths() -> DataPaths:
-    """The layout for the current environment: `NOVA_DATA_DIR` (default `<repo>/data`),
-    `NOVA_INCOMING_DIR` and `MLFLOW_TRACKING_URI`."""
-    paths = layout(
-        os.environ.get("NOVA_DATA_DIR") or REPO_ROOT / "data", os.environ.get("NOVA_INCOMING_DIR")
-    )
-    return replace(paths, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None)
+def data_paths(settings: Settings | None = None) -> DataPaths:
+    """The layout the settings (default: the environment now) give: `NOVA_DATA_DIR` (default
+    `<repo>/data`), `NOVA_INCOMING_DIR` and `MLFLOW_TRACKING_URI`."""
+    settings = settings or Settings.from_env()
+    paths = layout(settings.data_dir or REPO_ROOT / "data", settings.incoming_dir or None)
+    return replace(paths, tracking_uri=settings.tracking_uri or None)
 
 
-def sensor_interval_seconds() -> int:
+def sensor_interval_seconds(settings: Settings | None = None) -> int:
     """How often the sensors look (`NOVA_SENSOR_SECONDS`, default 30)."""
-    return int(os.environ.get("NOVA_SENSOR_SECONDS") or 30)
+    return (settings or Settings.from_env()).sensor_seconds
 
 
-def refresh_cron() -> str:
+def refresh_cron(settings: Settings | None = None) -> str:
     """When refresh_schedule asks NOVA_DUMP_URL for a new dump (`NOVA_REFRESH_CRON`, default
     Monday 04:00)."""
-    return os.environ.get("NOVA_REFRESH_CRON") or "0 4 * * 1"
+    return (settings or Settings.from_env()).refresh_cron
 
 
-def dump_source() -> str:
+def dump_source(settings: Settings | None = None) -> str:
     """`NOVA_DUMP_URL`: an http(s) URL or a local path; the embedded real sample by default."""
-    return os.environ.get("NOVA_DUMP_URL") or str(SAMPLE_DUMP)
+    return (settings or Settings.from_env()).dump_url or str(SAMPLE_DUMP)
