@@ -5,7 +5,7 @@ import dagster as dg
 
 from nova_assets.definitions import defs
 from nova_assets.lib.paths import SAMPLE_DUMP
-from nova_assets_tests.conftest import write_dump
+from nova_assets_tests.helpers import write_dump
 
 EVERYTHING = dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks()
 

@@ -16,7 +16,6 @@ from nova_assets.lib.ingest.dump import Dump
 from nova_assets.lib.ml.registry import MODEL_NAME
 from nova_assets.lib.nutrients import CSV_COLUMNS, describe
 from nova_assets.lib.paths import REPO_ROOT, SAMPLE_DUMP, data_paths
-from nova_assets_tests.conftest import set_field, write_dump
 from nova_assets_tests.defs.graph import (
     failure_text,
     mlflow_runs,
@@ -24,6 +23,7 @@ from nova_assets_tests.defs.graph import (
     run_graph,
     warehouse_state,
 )
+from nova_assets_tests.helpers import set_field, write_dump
 from nova_assets_tests.lib.ingest.test_parquet_dump import TABLE
 
 sys.path.insert(0, str(REPO_ROOT))

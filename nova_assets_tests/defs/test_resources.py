@@ -8,7 +8,7 @@ import pytest
 
 from nova_assets.defs.resources import DumpSource, Warehouse
 from nova_assets.lib.database import WarehouseLockedError
-from nova_assets_tests.conftest import write_dump
+from nova_assets_tests.helpers import write_dump
 
 HOLD = """
 import sys, time, duckdb

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nova_assets.lib.paths import REPO_ROOT
-from nova_assets_tests.conftest import free_port, stop_group
+from nova_assets_tests.helpers import free_port, stop_group
 
 
 class DagsterUI:

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from nova_assets.lib.paths import REPO_ROOT
-from nova_assets_tests.conftest import free_port, process_group, wait_until_ready
 from nova_assets_tests.e2e.dagster_dev import DagsterDev
+from nova_assets_tests.helpers import free_port, process_group, wait_until_ready
 
 pytestmark = pytest.mark.slow
 

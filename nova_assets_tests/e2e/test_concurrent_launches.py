@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nova_assets_tests.conftest import set_field, write_dump
+from nova_assets_tests.helpers import set_field, write_dump
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ASSETS = "off_dump,products,test_split,feature_matrix"

@@ -18,7 +18,7 @@ from nova_assets.lib.ml.classifiers import TRUSTED_TYPES, fit_pipeline
 from nova_assets.lib.ml.model_input import NUTRIENT_INPUTS, ProductVectorizer, example_input
 from nova_assets.lib.ml.registry import CHAMPION, MODEL_NAME, client_for
 from nova_assets.lib.ml.tracking import SIGNATURE
-from nova_assets_tests.conftest import free_port, process_group, wait_until_ready
+from nova_assets_tests.helpers import free_port, process_group, wait_until_ready
 from nova_assets_tests.lib import synthetic
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 from nova_assets.lib.ingest.dump import fetch_dump
 from nova_assets.lib.nutrients import CSV_COLUMNS, NUTRIENT_COLUMNS, describe
 from nova_assets.lib.warehouse.products import ingest_products
-from nova_assets_tests.conftest import get_field, set_field, write_dump
+from nova_assets_tests.helpers import get_field, set_field, write_dump
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from dagster import DagsterInstance
 
 from nova_assets.lib.ingest.dump import Dump
 from nova_assets.lib.paths import SAMPLE_JSONL, data_paths
-from nova_assets_tests.conftest import get_field, set_field, write_dump
 from nova_assets_tests.defs.graph import (
     FAST_MODEL,
     failure_text,
@@ -15,6 +14,7 @@ from nova_assets_tests.defs.graph import (
     run_graph,
     warehouse_state,
 )
+from nova_assets_tests.helpers import get_field, set_field, write_dump
 
 GO_BACK_CONFIG = {"go_back": True, "max_shrink": 1}
 

@@ -11,7 +11,7 @@ from nova_assets.lib.ingest.dump import Dump, fetch_dump, remove_partial_downloa
 from nova_assets.lib.ingest.dump_format import REQUIRED_COLUMNS, DumpError
 from nova_assets.lib.paths import SAMPLE_DUMP
 from nova_assets.lib.progress import progress_reporter
-from nova_assets_tests.conftest import write_dump
+from nova_assets_tests.helpers import write_dump
 from nova_assets_tests.lib.http_server import FAST, files
 
 

@@ -16,7 +16,7 @@ from nova_assets.lib.ingest.dump_format import REQUIRED_COLUMNS, DumpError
 from nova_assets.lib.nutrients import NUTRIENT_COLUMNS
 from nova_assets.lib.paths import SAMPLE_DUMP, SAMPLE_JSONL
 from nova_assets.lib.warehouse.products import IngestStats, ingest_products
-from nova_assets_tests.conftest import write_dump
+from nova_assets_tests.helpers import write_dump
 
 STATE = "SELECT count(*), hash(list(p ORDER BY code)) FROM products p"
 CONTENT = (

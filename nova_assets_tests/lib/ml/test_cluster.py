@@ -13,7 +13,7 @@ from nova_assets.lib.ml.classifiers import predict
 from nova_assets.lib.ml.cluster import LOCAL, Cluster, where
 from nova_assets.lib.ml.training import train
 from nova_assets.lib.warehouse.split import validation_mask
-from nova_assets_tests.conftest import free_port, process_group, wait_until_ready
+from nova_assets_tests.helpers import free_port, process_group, wait_until_ready
 from nova_assets_tests.lib import synthetic
 
 WEIGHTS = {"as_is": 0.2, "no_ingredients": 0.5, "name_only": 0.3}

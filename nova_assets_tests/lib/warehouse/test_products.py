@@ -10,7 +10,7 @@ from nova_assets.lib.ingest.dump_format import REQUIRED_COLUMNS, DumpError
 from nova_assets.lib.paths import SAMPLE_JSONL
 from nova_assets.lib.warehouse.nova_rules import BLANK_REASONS, blank_reason
 from nova_assets.lib.warehouse.products import PRODUCTS_DDL, ingest_products
-from nova_assets_tests.conftest import get_field, set_field, write_dump
+from nova_assets_tests.helpers import get_field, set_field, write_dump
 
 
 def ingest(con, tmp_path: Path, lines: list[str], name: str = "dump.tsv", **kwargs):
