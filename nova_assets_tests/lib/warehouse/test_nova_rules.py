@@ -2,10 +2,10 @@
 
 import gzip
 import re
-from pathlib import Path
 
 import pytest
 
+from nova_assets.lib.paths import SAMPLE_DUMP
 from nova_assets.lib.warehouse.nova_rules import (
     ADDITIVE_VARIANT_PATTERN,
     ADDITIVE_VARIANT_SUFFIXES,
@@ -16,7 +16,7 @@ from nova_assets.lib.warehouse.nova_rules import (
     with_additive_variants,
 )
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "off_products_sample_1000.tsv.gz"
+SAMPLE = SAMPLE_DUMP
 
 MILK = ["en:milk", "en:dairy"]
 SUGAR = ["en:powdered-sugar", "en:added-sugar", "en:disaccharide", "en:sugar"]
