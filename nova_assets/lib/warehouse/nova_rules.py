@@ -400,14 +400,13 @@ def compute_nova_group(
     "too many unknown ingredients" guard only runs when a caller has the counts.
     Returns None where OFF stores no group (non-food, missing ingredients or category).
     """
-    return _decide(
-        ingredients_tags,
-        additives_tags,
-        categories_tags,
-        has_ingredients_text,
-        ingredients_n,
-        unknown_ingredients_n,
-    )[0]
+    too_many_unknown = (
+        ingredients_n is not None
+        and unknown_ingredients_n is not None
+        and float(unknown_ingredients_n) > float(ingredients_n) / 2
+    )
+    tags = (ingredients_tags, additives_tags, categories_tags)
+    return _decide(*tags, has_ingredients_text, too_many_unknown)[0]
 
 
 # Why OFF leaves `nova_group` blank, in the order its algorithm decides. The first three are
@@ -448,10 +447,10 @@ def _decide(
     additives_tags: Sequence[str],
     categories_tags: Sequence[str],
     has_ingredients_text: bool,
-    ingredients_n: float | None = None,
-    unknown_ingredients_n: float | None = None,
+    too_many_unknown: bool = False,
 ) -> tuple[int | None, str]:
-    """(group or None, why it is None: a BLANK_REASONS entry, or "" when there is a group)."""
+    """(group or None, why it is None: a BLANK_REASONS entry, or "" when there is a group).
+    `too_many_unknown`: more than half the ingredients unknown, where the caller has the counts."""
     categories = {tag for tag in categories_tags if tag}
     if NON_FOOD_CATEGORY in categories:
         return None, "non_food"
@@ -468,11 +467,7 @@ def _decide(
             return 1, ""
         return None, "missing_ingredients"
     if nova != 4:
-        if (
-            ingredients_n is not None
-            and unknown_ingredients_n is not None
-            and float(unknown_ingredients_n) > float(ingredients_n) / 2
-        ):
+        if too_many_unknown:
             return None, "too_many_unknown_ingredients"
         if not categories:
             return None, "missing_category"
