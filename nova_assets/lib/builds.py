@@ -1,12 +1,24 @@
 """What each step built last, by fingerprint: the same inputs, settings and code build the same
 tables, so a step that finds its fingerprint recorded writes nothing. Running the graph again on
 an unchanged dump (a second `dg launch`, "Materialize all", the README's first command then the
-UI) leaves every table, file, report and model version as it was."""
+UI) leaves every table, file, report and model version as it was.
+
+Every step skips the same way, through `Build`:
+
+    build = Build.of("test_split", warehouse.built_as, dump_sha256=dump.sha256)
+    if build.done:
+        return unchanged(...)
+    with warehouse.connect(publish=["test_split"]) as con:
+        ...  # build
+        build.record(con)
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +64,31 @@ def record(con: duckdb.DuckDBPyConnection, step: str, fingerprint: str) -> None:
         f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, now())",
         [step, fingerprint],
     )
+
+
+@dataclass(frozen=True)
+class Build:
+    """One step's build: its fingerprint, and whether it is done (recorded, files there)."""
+
+    step: str
+    fingerprint: str
+    done: bool
+
+    @classmethod
+    def of(
+        cls,
+        step: str,
+        recorded: Callable[[str], str | None],
+        *,
+        outputs: Iterable[Path] = (),
+        **inputs: Any,
+    ) -> Build:
+        """`step`'s build of `inputs` (JSON-able, with the code): done when `recorded(step)`, the
+        fingerprint the step last recorded, is this one and every file of `outputs` exists."""
+        made_of = fingerprint(**inputs)
+        done = recorded(step) == made_of and all(Path(p).exists() for p in outputs)
+        return cls(step, made_of, done)
+
+    def record(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Record this build as done (see `record`)."""
+        record(con, self.step, self.fingerprint)

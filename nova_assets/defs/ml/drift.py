@@ -8,7 +8,7 @@ from nova_assets.defs.metadata import rounded, setting, unchanged
 from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
 from nova_assets.defs.warehouse.assets import products
-from nova_assets.lib import builds
+from nova_assets.lib.builds import Build
 from nova_assets.lib.drift.history import history, measured
 from nova_assets.lib.drift.report import Thresholds, breaches, drift_markdown, summary
 from nova_assets.lib.ml.registry import MODEL_NAME, champion_version
@@ -75,10 +75,14 @@ def nova_drift(
 
     version = champion_version(mlflow_store.client())
     sha256 = latest_dump(data_dir.paths).sha256
-    build = builds.fingerprint(
-        dump_sha256=sha256, min_count=config.min_count, champion=version and version.version
+    build = Build.of(
+        "nova_drift",
+        warehouse.built_as,
+        dump_sha256=sha256,
+        min_count=config.min_count,
+        champion=version and version.version,
     )
-    if warehouse.built_as("nova_drift") == build:
+    if build.done:
         return unchanged(f"dump {sha256[:12]} already measured", sha256)
 
     def champion() -> dr.Champion | None:
@@ -89,7 +93,7 @@ def nova_drift(
 
     with warehouse.connect(publish=["nova_drift"], scan=True) as con:
         drift = dr.update_drift(con, min_count=config.min_count, champion=champion)
-        builds.record(con, "nova_drift", build)
+        build.record(con)
         past = history(con)
     figures = drift.figures()
     previous = figures["previous_sha256"]

@@ -10,8 +10,8 @@ from nova_assets.defs.metadata import rounded, unchanged
 from nova_assets.defs.ml.features import read_manifest
 from nova_assets.defs.ml.model import nova_model
 from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
-from nova_assets.lib import builds
-from nova_assets.lib.evaluation.report_files import exists
+from nova_assets.lib.builds import Build
+from nova_assets.lib.evaluation.report_files import report_files
 from nova_assets.lib.markdown import interval
 from nova_assets.lib.ml.registry import (
     EVALUATED_BESIDE,
@@ -94,12 +94,15 @@ def evaluation_report(
     beside = rival(client, version, champion_version(client))
     features, reports = data_dir.paths.features, data_dir.paths.reports
     manifest = read_manifest(features)
-    build = builds.fingerprint(
+    build = Build.of(
+        "evaluation_report",
+        warehouse.built_as,
+        outputs=report_files(reports),
         model=version.version,
         champion=beside and beside.version,  # the champion scored beside the model
         features=[manifest["dump_sha256"], manifest["min_count"]],
     )
-    if warehouse.built_as("evaluation_report") == build and exists(reports):
+    if build.done:
         return unchanged(f"v{version.version} already evaluated against the same champion")
     test = ProductMatrix.load(features / "test.npz")
     if len(test) == 0:
@@ -115,7 +118,7 @@ def evaluation_report(
     if beside is not None:
         client.set_model_version_tag(MODEL_NAME, version.version, EVALUATED_BESIDE, beside.version)
     with warehouse.connect() as con:
-        builds.record(con, "evaluation_report", build)
+        build.record(con)
     model, rules = report["model"], report["rules"]
     context.log.info(
         f"model v{version.version}: mix macro-F1 {model['macro_f1']:.4f} (OFF's rules "

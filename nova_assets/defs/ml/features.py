@@ -11,7 +11,7 @@ from nova_assets.defs.ingest.assets import latest_dump
 from nova_assets.defs.metadata import setting, unchanged
 from nova_assets.defs.resources import DataDir, Warehouse
 from nova_assets.defs.warehouse.assets import products, test_split
-from nova_assets.lib import builds
+from nova_assets.lib.builds import Build
 from nova_assets.lib.files import write_atomically
 from nova_assets.lib.markdown import table
 
@@ -59,13 +59,16 @@ def feature_matrix(
     dump = latest_dump(data_dir.paths)
     directory = data_dir.paths.features
     corpus = file_sha256(REAL_PRODUCTS) if config.real_products else None
-    build = builds.fingerprint(
-        dump_sha256=dump.sha256, min_count=config.min_count, real_products=corpus
+    build = Build.of(
+        "feature_matrix",
+        warehouse.built_as,
+        outputs=[directory / name for name in FILES],
+        dump_sha256=dump.sha256,
+        min_count=config.min_count,
+        real_products=corpus,
     )
     version = f"{dump.sha256}-{config.min_count}" + (f"-real-{corpus[:12]}" if corpus else "")
-    if warehouse.built_as("feature_matrix") == build and all(
-        (directory / name).exists() for name in FILES
-    ):
+    if build.done:
         return unchanged("features of this dump with these settings, by this code", version)
     with warehouse.connect(publish=["feature_vocabulary"], scan=True) as con:
         data = training_data(con, config.min_count, REAL_PRODUCTS if corpus else None)
@@ -89,7 +92,7 @@ def feature_matrix(
     }
     write_atomically(directory / "manifest.json", json.dumps(manifest, indent=2))
     with warehouse.connect() as con:
-        builds.record(con, "feature_matrix", build)
+        build.record(con)
     context.log.info(
         f"features: {len(features)} ({manifest['features_per_family']}); train {len(train)} "
         f"({real_rows} of them real products from data/real/), "

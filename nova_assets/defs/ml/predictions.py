@@ -7,7 +7,7 @@ from nova_assets.defs.ingest.assets import latest_dump
 from nova_assets.defs.metadata import rounded, unchanged
 from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
-from nova_assets.lib import builds
+from nova_assets.lib.builds import Build
 from nova_assets.lib.markdown import table
 from nova_assets.lib.ml.registry import CHAMPION, MODEL_NAME, champion_version
 
@@ -37,15 +37,20 @@ def nova_predictions(
         raise RuntimeError(
             f"{MODEL_NAME} has no '{CHAMPION}' alias: materialize champion_model first"
         )
-    build = builds.fingerprint(model=champion.version, dump_sha256=latest_dump(paths).sha256)
-    if warehouse.built_as("nova_predictions") == build:
+    build = Build.of(
+        "nova_predictions",
+        warehouse.built_as,
+        model=champion.version,
+        dump_sha256=latest_dump(paths).sha256,
+    )
+    if build.done:
         return unchanged(f"this dump's products already scored by champion v{champion.version}")
     # By version, not by alias: the rows must carry the version that really scored them, even
     # if someone moves the alias meanwhile.
     pipeline = mlflow_store.pipeline(f"models:/{MODEL_NAME}/{champion.version}")
     with warehouse.connect(publish=["nova_predictions"], scan=True) as con:
         stats = write_predictions(con, pipeline, int(champion.version))
-        builds.record(con, "nova_predictions", build)
+        build.record(con)
         coverage = coverage_by_reason(con)
     context.log.info(
         f"{stats.rows:,} predictions by champion v{champion.version}, {stats.confident:,} "

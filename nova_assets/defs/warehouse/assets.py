@@ -9,7 +9,8 @@ from nova_assets.defs.failures import refusing
 from nova_assets.defs.ingest.assets import accepted_dump, fetched_dump, latest_dump, off_dump
 from nova_assets.defs.metadata import unchanged
 from nova_assets.defs.resources import DataDir, Warehouse
-from nova_assets.lib import builds, markdown
+from nova_assets.lib import markdown
+from nova_assets.lib.builds import Build, code_fingerprint
 from nova_assets.lib.files import write_atomically
 from nova_assets.lib.ingest.dump_format import DumpError
 from nova_assets.lib.warehouse.products import (
@@ -60,7 +61,7 @@ def _markdown_table(columns: list[str], rows: list[tuple]) -> str:
     group_name="warehouse",
     automation_condition=follows_changed_dump(),
     # The code that reads a dump: after a refused dump, changing it lets automation try again.
-    code_version=builds.code_fingerprint()[:16],
+    code_version=code_fingerprint()[:16],
     kinds={"duckdb"},
     pool="duckdb",
     description="Cleaned, typed OFF products, one row per code (latest last_modified_t wins); "
@@ -76,9 +77,9 @@ def products(
 ) -> dg.MaterializeResult:
     paths = data_dir.paths
     dump = fetched_dump(paths)
-    build = builds.fingerprint(dump_sha256=dump.sha256)
+    build = Build.of("products", warehouse.built_as, dump_sha256=dump.sha256)
     accepted = accepted_dump(paths)
-    if warehouse.built_as("products") == build and accepted and accepted.sha256 == dump.sha256:
+    if build.done and accepted and accepted.sha256 == dump.sha256:
         context.log.info(f"products already hold dump {dump.sha256[:12]}: nothing to ingest")
         return unchanged("the tables already hold this dump, by this code", dump.sha256)
     held_before = None
@@ -92,7 +93,7 @@ def products(
         warehouse.connect(publish=["products", "dumps"]) as con,
     ):
         stats = ingest_products(con, dump, max_shrink=config.max_shrink)
-        builds.record(con, "products", build)
+        build.record(con)
         metadata = _products_metadata(con)
     write_atomically(paths.latest_dump, dump.to_json())
     context.log.info(
@@ -176,12 +177,12 @@ def test_split(
     context: dg.AssetExecutionContext, warehouse: Warehouse, data_dir: DataDir
 ) -> dg.MaterializeResult:
     dump = latest_dump(data_dir.paths)
-    build = builds.fingerprint(dump_sha256=dump.sha256)
-    if warehouse.built_as("test_split") == build:
+    build = Build.of("test_split", warehouse.built_as, dump_sha256=dump.sha256)
+    if build.done:
         return unchanged("every code of this dump already has its side", dump.sha256)
     with warehouse.connect(publish=["test_split"]) as con:
         counts = extend_test_split(con)
-        builds.record(con, "test_split", build)
+        build.record(con)
     context.log.info(
         f"test_split: {counts['new_codes']:,} new codes; {counts['test_codes']:,} of {counts['codes']:,} in test"
     )

@@ -15,9 +15,9 @@ FILES = {
 }
 
 
-def exists(directory: Path) -> bool:
-    """Whether every file of a report is in `directory`."""
-    return all((directory / name).exists() for name in FILES.values())
+def report_files(directory: Path) -> list[Path]:
+    """Every file of a report written to `directory`."""
+    return [directory / name for name in FILES.values()]
 
 
 def read_report(directory: Path) -> dict[str, Any]:
