@@ -7,12 +7,12 @@ import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.metadata import rounded, unchanged
-from nova_assets.defs.ml.features import read_manifest
 from nova_assets.defs.ml.model import nova_model
 from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
 from nova_assets.lib.builds import Build
 from nova_assets.lib.evaluation.report_files import report_files
 from nova_assets.lib.markdown import interval
+from nova_assets.lib.ml.manifest import FeatureManifest
 from nova_assets.lib.ml.registry import (
     EVALUATED_BESIDE,
     MODEL_NAME,
@@ -93,14 +93,14 @@ def evaluation_report(
     # after a promotion keeps the report, its comparison row included.
     beside = rival(client, version, champion_version(client))
     features, reports = data_dir.paths.features, data_dir.paths.reports
-    manifest = read_manifest(features)
+    manifest = FeatureManifest.read(features)
     build = Build.of(
         "evaluation_report",
         warehouse.built_as,
         outputs=report_files(reports),
         model=version.version,
         champion=beside and beside.version,  # the champion scored beside the model
-        features=[manifest["dump_sha256"], manifest["min_count"]],
+        features=[manifest.dump_sha256, manifest.min_count],
     )
     if build.done:
         return unchanged(f"v{version.version} already evaluated against the same champion")
@@ -111,7 +111,7 @@ def evaluation_report(
     contenders, skipped = _contenders(mlflow_store, version, beside)
     with warehouse.connect(read_only=True, scan=True) as con:
         matrices = {c.key: in_vocabulary(con, c.pipeline, test) for c in contenders}
-        report = build_report(contenders, matrices, majority, manifest["slice_weights"], con)
+        report = build_report(contenders, matrices, majority, manifest.slice_weights, con)
     report.update(dump_sha256=version.tags.get("dump_sha256", ""), champion_skipped=skipped)
     files = rp.write_report(report, reports)
     log_evaluation(client, version, report, files)

@@ -1,7 +1,6 @@
 """`feature_matrix`: the tag vocabulary, the train/test product matrices, and who the model is
 for (the unlabelled products by evidence, which weigh the slices)."""
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -14,12 +13,10 @@ from nova_assets.defs.warehouse.assets import products, test_split
 from nova_assets.lib.builds import Build
 from nova_assets.lib.files import write_atomically
 from nova_assets.lib.markdown import table
+from nova_assets.lib.ml.manifest import FILE as MANIFEST
+from nova_assets.lib.ml.manifest import FeatureManifest
 
-FILES = ("train.npz", "test.npz", "manifest.json")
-
-
-def read_manifest(directory: Path) -> dict:
-    return json.loads((directory / "manifest.json").read_text())
+FILES = ("train.npz", "test.npz", MANIFEST)
 
 
 class FeatureConfig(dg.Config):
@@ -76,25 +73,25 @@ def feature_matrix(
     real_rows = int(train.corpus.sum())
     train.save(directory / "train.npz")
     test.save(directory / "test.npz")
-    manifest = {
-        "dump_sha256": dump.sha256,
-        "min_count": config.min_count,
-        "real_products": config.real_products,
-        "features": len(features),
-        "features_per_family": {
+    manifest = FeatureManifest(
+        dump_sha256=dump.sha256,
+        min_count=config.min_count,
+        real_products=config.real_products,
+        features=len(features),
+        features_per_family={
             f: sum(1 for x in features if x.startswith(f + ":")) for f in FAMILIES
         },
-        "train_rows": len(train),
-        "real_train_rows": real_rows,
-        "test_rows": len(test),
-        "unlabelled_by_state": unlabelled,
-        "slice_weights": population_weights(unlabelled),
-    }
-    write_atomically(directory / "manifest.json", json.dumps(manifest, indent=2))
+        train_rows=len(train),
+        real_train_rows=real_rows,
+        test_rows=len(test),
+        unlabelled_by_state=unlabelled,
+        slice_weights=population_weights(unlabelled),
+    )
+    write_atomically(directory / MANIFEST, manifest.to_json())
     with warehouse.connect() as con:
         build.record(con)
     context.log.info(
-        f"features: {len(features)} ({manifest['features_per_family']}); train {len(train)} "
+        f"features: {len(features)} ({manifest.features_per_family}); train {len(train)} "
         f"({real_rows} of them real products from data/real/), "
         f"test {len(test)}; unlabelled products by evidence {unlabelled}"
     )
@@ -104,22 +101,22 @@ def feature_matrix(
     )
 
 
-def _metadata(manifest: dict, train_nonzeros: int, directory: Path) -> dict:
+def _metadata(manifest: FeatureManifest, train_nonzeros: int, directory: Path) -> dict:
     mix = table(
         ["evidence state", "unlabelled products"],
-        [[k, f"{v:,}"] for k, v in manifest["unlabelled_by_state"].items()],
+        [[k, f"{v:,}"] for k, v in manifest.unlabelled_by_state.items()],
     )
     return {
         "status": "built",
-        **{f"features_{k}": v for k, v in manifest["features_per_family"].items()},
-        "features": manifest["features"],
-        "train_rows": manifest["train_rows"],
-        "real_train_rows": manifest["real_train_rows"],
-        "test_rows": manifest["test_rows"],
+        **{f"features_{k}": v for k, v in manifest.features_per_family.items()},
+        "features": manifest.features,
+        "train_rows": manifest.train_rows,
+        "real_train_rows": manifest.real_train_rows,
+        "test_rows": manifest.test_rows,
         "train_nonzeros": train_nonzeros,
-        "min_count": setting(manifest["min_count"]),
-        "real_products": setting(manifest["real_products"]),
+        "min_count": setting(manifest.min_count),
+        "real_products": setting(manifest.real_products),
         "unlabelled_by_evidence": dg.MetadataValue.md("\n".join(mix)),
-        "slice_weights": dg.MetadataValue.json(manifest["slice_weights"]),
+        "slice_weights": dg.MetadataValue.json(manifest.slice_weights),
         "path": dg.MetadataValue.path(str(directory)),
     }

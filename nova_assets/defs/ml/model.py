@@ -6,9 +6,10 @@ import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.metadata import rounded, unchanged
-from nova_assets.defs.ml.features import feature_matrix, read_manifest
+from nova_assets.defs.ml.features import feature_matrix
 from nova_assets.defs.resources import DataDir, MlflowStore, ModelCluster
 from nova_assets.lib.ml.calibration import GROUP_1_PRECISION, PRECISION_TARGET
+from nova_assets.lib.ml.manifest import FeatureManifest
 from nova_assets.lib.ml.registry import CHALLENGER, MODEL_NAME, version_trained_as
 from nova_assets.lib.warehouse.split import validation_mask
 
@@ -89,7 +90,7 @@ def nova_model(
             f"unknown or no candidate model(s) {unknown}; choose from {', '.join(MODEL_KINDS)}"
         )
     matrix = ProductMatrix.load(data_dir.paths.features / "train.npz")
-    manifest = read_manifest(data_dir.paths.features)
+    manifest = FeatureManifest.read(data_dir.paths.features)
     grids = {"C": config.C, "alpha": config.alpha, "max_depth": config.max_depth}
     fingerprint = training_fingerprint(config.model_dump(), manifest)
     same = version_trained_as(mlflow_store.client(), fingerprint)
@@ -110,7 +111,7 @@ def nova_model(
             {**grids, "max_iter": [config.max_iter]},
             matrix,
             validation_mask(matrix.codes, config.validation_percent),
-            manifest["slice_weights"],
+            manifest.slice_weights,
             tuning_rows=config.tuning_rows,
             fit_rows=config.fit_rows,
             validation_rows=config.validation_rows,
@@ -157,7 +158,7 @@ def _trained_metadata(
     )
 
 
-def mlflow_params(config: ModelConfig, grids: dict, manifest: dict, rows: int) -> None:
+def mlflow_params(config: ModelConfig, grids: dict, manifest: FeatureManifest, rows: int) -> None:
     import mlflow
 
     mlflow.log_params(
@@ -170,10 +171,10 @@ def mlflow_params(config: ModelConfig, grids: dict, manifest: dict, rows: int) -
             "validation_rows": config.validation_rows,
             "precision_target": config.precision_target,
             "group_1_precision": config.group_1_precision,
-            "min_count": manifest["min_count"],
-            "features": manifest["features"],
+            "min_count": manifest.min_count,
+            "features": manifest.features,
             "train_rows": rows,
-            "dump_sha256": manifest["dump_sha256"],
-            **{f"weight_{k}": round(v, 4) for k, v in manifest["slice_weights"].items()},
+            "dump_sha256": manifest.dump_sha256,
+            **{f"weight_{k}": round(v, 4) for k, v in manifest.slice_weights.items()},
         }
     )

@@ -20,6 +20,7 @@ from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 from nova_assets.lib import builds
 from nova_assets.lib.ml.classifiers import TRUSTED_TYPES, predict
 from nova_assets.lib.ml.evidence import SLICES
+from nova_assets.lib.ml.manifest import FeatureManifest
 from nova_assets.lib.ml.model_input import (
     INPUT_COLUMNS,
     NAME_COLUMN,
@@ -109,21 +110,21 @@ class Registered:
     train_accuracy: float
 
 
-def training_fingerprint(settings: dict[str, Any], manifest: dict[str, Any]) -> str:
+def training_fingerprint(settings: dict[str, Any], manifest: FeatureManifest) -> str:
     """What makes a training what it is: the dump, the features, the settings and the code.
     Two trainings with one fingerprint make the same model, so the second is not done."""
     return builds.fingerprint(
         settings=settings,
-        dump_sha256=manifest["dump_sha256"],
-        min_count=manifest["min_count"],
-        features=manifest["features"],
-        slice_weights=manifest["slice_weights"],
+        dump_sha256=manifest.dump_sha256,
+        min_count=manifest.min_count,
+        features=manifest.features,
+        slice_weights=manifest.slice_weights,
     )
 
 
 def register(
     trained: Trained,
-    manifest: dict[str, Any],
+    manifest: FeatureManifest,
     train_matrix,
     dagster_run_id: str,
     fingerprint: str,
@@ -168,7 +169,7 @@ def register(
     version = str(info.registered_model_version)
     client = MlflowClient()
     tags = {
-        "dump_sha256": manifest["dump_sha256"],
+        "dump_sha256": manifest.dump_sha256,
         "train_rows": len(train_matrix),
         "fit_rows": trained.fit_rows,
         "features": len(train_matrix.features),
