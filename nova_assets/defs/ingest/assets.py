@@ -1,50 +1,15 @@
 """`off_dump`: the raw OFF products dump, brought into the data dir and identified by sha256."""
 
 import sys
-from pathlib import Path
 
 import dagster as dg
 
 from nova_assets.defs.failures import refusing
 from nova_assets.defs.resources import DataDir, DumpSource
 from nova_assets.lib.files import write_atomically
-from nova_assets.lib.ingest.dump import Dump
 from nova_assets.lib.ingest.dump_format import DumpError
-from nova_assets.lib.paths import DataPaths
+from nova_assets.lib.ingest.dump_pointers import accepted_dump, previous_dump
 from nova_assets.lib.progress import progress_reporter
-
-
-def _read_pointer(pointer: Path) -> Dump:
-    if not pointer.exists():
-        raise FileNotFoundError(f"no dump yet ({pointer} missing): materialize off_dump first")
-    return Dump.from_json(pointer.read_text())
-
-
-def latest_dump(paths: DataPaths) -> Dump:
-    """The dump `products` last accepted: the one the tables come from."""
-    return _read_pointer(paths.latest_dump)
-
-
-def fetched_dump(paths: DataPaths) -> Dump:
-    """The dump `off_dump` last brought in whole (until then, the accepted one)."""
-    return _read_pointer(paths.fetched_dump if paths.fetched_dump.exists() else paths.latest_dump)
-
-
-def previous_dump(paths: DataPaths) -> Dump | None:
-    """The dump fetched last, if any: a fetch asks the server whether it changed, and keeps its
-    file."""
-    try:
-        return fetched_dump(paths)
-    except (FileNotFoundError, ValueError, TypeError):
-        return None
-
-
-def accepted_dump(paths: DataPaths) -> Dump | None:
-    """The dump the tables come from, if any: pruning keeps its file."""
-    try:
-        return latest_dump(paths)
-    except (FileNotFoundError, ValueError, TypeError):
-        return None
 
 
 class OffDumpConfig(dg.Config):

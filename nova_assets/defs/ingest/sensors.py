@@ -10,9 +10,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from nova_assets.defs.ingest.assets import OffDumpConfig, off_dump, previous_dump
+from nova_assets.defs.ingest.assets import OffDumpConfig, off_dump
 from nova_assets.defs.resources import DataDir, DumpSource
 from nova_assets.lib.ingest.download import is_url, redact
+from nova_assets.lib.ingest.dump_pointers import previous_dump
 from nova_assets.lib.ingest.dump_watch import (
     fingerprint,
     list_candidates,

@@ -3,7 +3,6 @@
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump, runs_with_its_asset
-from nova_assets.defs.ingest.assets import latest_dump
 from nova_assets.defs.metadata import rounded, setting, unchanged
 from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
@@ -11,6 +10,7 @@ from nova_assets.defs.warehouse.assets import products
 from nova_assets.lib.builds import Build
 from nova_assets.lib.drift.history import history, measured
 from nova_assets.lib.drift.report import Thresholds, breaches, drift_markdown, summary
+from nova_assets.lib.ingest.dump_pointers import latest_dump
 from nova_assets.lib.ml.registry import MODEL_NAME, champion_version
 
 

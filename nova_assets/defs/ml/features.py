@@ -6,12 +6,12 @@ from pathlib import Path
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
-from nova_assets.defs.ingest.assets import latest_dump
 from nova_assets.defs.metadata import setting, unchanged
 from nova_assets.defs.resources import DataDir, Warehouse
 from nova_assets.defs.warehouse.assets import products, test_split
 from nova_assets.lib.builds import Build
 from nova_assets.lib.files import write_atomically
+from nova_assets.lib.ingest.dump_pointers import latest_dump
 from nova_assets.lib.markdown import table
 from nova_assets.lib.ml.manifest import FILE as MANIFEST
 from nova_assets.lib.ml.manifest import FeatureManifest

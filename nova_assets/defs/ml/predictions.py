@@ -3,11 +3,11 @@
 import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
-from nova_assets.defs.ingest.assets import latest_dump
 from nova_assets.defs.metadata import rounded, unchanged
 from nova_assets.defs.ml.champion import champion_model
 from nova_assets.defs.resources import DataDir, MlflowStore, Warehouse
 from nova_assets.lib.builds import Build
+from nova_assets.lib.ingest.dump_pointers import latest_dump
 from nova_assets.lib.markdown import table
 from nova_assets.lib.ml.registry import CHAMPION, MODEL_NAME, champion_version
 

@@ -6,13 +6,14 @@ import dagster as dg
 
 from nova_assets.defs.automation import follows_changed_dump
 from nova_assets.defs.failures import refusing
-from nova_assets.defs.ingest.assets import accepted_dump, fetched_dump, latest_dump, off_dump
+from nova_assets.defs.ingest.assets import off_dump
 from nova_assets.defs.metadata import unchanged
 from nova_assets.defs.resources import DataDir, Warehouse
 from nova_assets.lib import markdown
 from nova_assets.lib.builds import Build, code_fingerprint
 from nova_assets.lib.files import write_atomically
 from nova_assets.lib.ingest.dump_format import DumpError
+from nova_assets.lib.ingest.dump_pointers import accepted_dump, fetched_dump, latest_dump
 from nova_assets.lib.warehouse.products import (
     MAX_SHRINK,
     IngestedDump,
