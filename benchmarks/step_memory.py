@@ -22,22 +22,11 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.team.services import session_members
+
 STEP_START = re.compile(r'Started execution of step "([^"]+)"')
 START_UP = "start-up"
 """The phase before the first step: loading the definitions, opening the instance."""
-
-
-def session_processes(session: int) -> list[int]:
-    """Live processes of `session` (zombies left out)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
 
 
 def high_water_mib(pid: int) -> float:
@@ -67,14 +56,14 @@ class StepPeaks:
 
     def sample(self) -> None:
         with self.lock:
-            top = max((high_water_mib(pid) for pid in session_processes(self.session)), default=0)
+            top = max((high_water_mib(pid) for pid, _ in session_members(self.session)), default=0)
             self.peaks[self.step] = max(self.peaks.get(self.step, 0.0), top)
 
     def enter(self, step: str) -> None:
         """The step that starts now: what came before is read, then every mark is reset."""
         self.sample()
         with self.lock:
-            for pid in session_processes(self.session):
+            for pid, _ in session_members(self.session):
                 reset_high_water(pid)
             self.step = step
 
