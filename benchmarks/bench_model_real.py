@@ -260,22 +260,23 @@ def confidence_bounds(r: dict[str, np.ndarray]) -> dict[str, float | None]:
     bound no honest threshold reaches); `other_sources`, each source's thresholds fitted on
     every other source's products (calibration out of source: how thresholds travel)."""
     y, answers, probability = r["labels"], r["model"], r["probability"]
+
+    def accepted(fit: np.ndarray, group: int) -> np.ndarray:
+        """Every product at or above the threshold that the `fit` rows give `group`."""
+        right = y[fit] == group
+        return probability >= choose_threshold(
+            probability[fit], right, PRECISION_TARGET, unmeasured=np.inf
+        )
+
     ceiling = np.zeros(len(y), dtype=bool)
     other = np.zeros(len(y), dtype=bool)
     for state in np.unique(r["state"]):
         for group in GROUPS:
             cell = (r["state"] == state) & (answers == group)
-
-            def accepted(fit: np.ndarray, cell=cell, group=group) -> np.ndarray:
-                threshold = choose_threshold(
-                    probability[fit], y[fit] == group, PRECISION_TARGET, unmeasured=np.inf
-                )
-                return probability >= threshold
-
-            ceiling |= cell & accepted(cell)
+            ceiling |= cell & accepted(cell, group)
             for source in np.unique(r["source"][cell]):
                 held_out = r["source"] == source
-                other |= cell & held_out & accepted(cell & ~held_out)
+                other |= cell & held_out & accepted(cell & ~held_out, group)
     bounds = {}
     for name, mask in (("ceiling", ceiling), ("other_sources", other)):
         scores = at_thresholds(y, answers, mask)
